@@ -1,0 +1,40 @@
+# The two commands: `make book` builds the site, `make test` runs every test. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Same numbers on every machine: fixed hash seed (set ordering) and single-threaded math libraries.
+export PYTHONHASHSEED := 0
+export OMP_NUM_THREADS := 1
+export OPENBLAS_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+
+.PHONY: book test execute lab benchmark world clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+book: $(STAMP)  ## build the HTML book from the notebooks' stored outputs, failing on any warning
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: $(STAMP)  ## lint, unit tests, and every chapter re-executed and compared with its stored outputs
+	$(BIN)/ruff check newsfeed tests benchmarks
+	$(BIN)/pytest
+
+execute: $(STAMP)  ## re-execute every chapter in place, to refresh stored outputs after a change
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 chapters/*.ipynb
+
+lab: $(STAMP)  ## open the chapters in JupyterLab (token authentication stays on)
+	$(BIN)/jupyter lab chapters/
+
+benchmark: $(STAMP)  ## print every benchmark's table
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+world: $(STAMP)  ## write the default world's tables to data/default-seed0/
+	$(BIN)/python -m newsfeed.world --out data
+
+clean:
+	rm -rf _build .pytest_cache

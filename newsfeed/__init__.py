@@ -1,0 +1,1 @@
+"""Feed Ranking, Executed: the news feed recommender the book builds."""

@@ -1,0 +1,130 @@
+"""Metrics the book measures with: the weighted engagement score, per-list ranking metrics, inequality.
+
+Ranking metrics take one row per (list, item) and average over lists, the way a feed is judged: every
+session's feed is one ranked list. They are tested against scikit-learn where the two overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+#: Value of each reaction in the weighted engagement score (chapter 2 derives and justifies these):
+#: a share is worth twenty clicks, a hide costs as much as a share earns.
+ENGAGEMENT_WEIGHTS: Mapping[str, float] = {"click": 1.0, "like": 5.0, "comment": 10.0, "share": 20.0,
+                                           "hide": -20.0}
+
+
+def engagement_score(frame: pd.DataFrame, weights: Mapping[str, float] | None = None,
+                     prefix: str = "") -> pd.Series:
+    """The weighted engagement of each row: sum of ``weights[r] * frame[prefix + r]``.
+
+    Works on observed 0/1 reactions (``prefix=""``) and on probabilities (``prefix="p_"``), whose weighted
+    sum is the *expected* engagement. Raises ``ValueError`` naming any reaction column that is missing.
+    """
+    weights = ENGAGEMENT_WEIGHTS if weights is None else weights
+    missing = [prefix + r for r in weights if prefix + r not in frame.columns]
+    if missing:
+        raise ValueError(f"frame is missing columns {missing}: engagement_score needs one column per weight")
+    total = sum(float(w) * frame[prefix + r].to_numpy(dtype=float) for r, w in weights.items())
+    return pd.Series(total, index=frame.index, name="engagement")
+
+
+def _ranked(groups: np.ndarray, scores: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row order that sorts each group by descending score (ties broken at random) and each row's 1-based
+    rank within its group."""
+    tiebreak = np.random.default_rng(seed).random(len(scores))
+    order = np.lexsort((tiebreak, -scores, groups))
+    sorted_groups = groups[order]
+    starts = np.r_[0, np.flatnonzero(sorted_groups[1:] != sorted_groups[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(order)])
+    rank = np.arange(len(order)) - np.repeat(starts, sizes) + 1
+    return order, rank
+
+
+def _check_columns(groups: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int) -> None:
+    if not len(groups) == len(scores) == len(relevance):
+        raise ValueError(f"groups, scores and relevance must have one value per row; got lengths "
+                         f"{len(groups)}, {len(scores)}, {len(relevance)}")
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k={k!r} is invalid: k accepts an integer >= 1")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores must be finite: got NaN or infinity")
+
+
+def ndcg_at_k(groups: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int = 10,
+              seed: int = 0) -> float:
+    """Mean nDCG@k over groups (lists) that have any positive relevance.
+
+    Gains are the relevance values (negative ones count as 0, since nDCG is defined for non-negative gains),
+    discounted by ``1 / log2(rank + 1)``. Lists with no positive relevance have no ideal ordering and are
+    left out of the mean. Ties in ``scores`` are broken at random with ``seed``.
+    """
+    groups, scores, relevance = (np.asarray(x) for x in (groups, scores, relevance))
+    _check_columns(groups, scores, relevance, k)
+    gains = np.clip(relevance.astype(float), 0.0, None)
+    order, rank = _ranked(groups, scores.astype(float), seed)
+    ideal_order, ideal_rank = _ranked(groups, gains, seed)
+    discount = np.where(rank <= k, 1.0 / np.log2(rank + 1.0), 0.0)
+    ideal_discount = np.where(ideal_rank <= k, 1.0 / np.log2(ideal_rank + 1.0), 0.0)
+    dcg = pd.Series(gains[order] * discount).groupby(groups[order]).sum()
+    idcg = pd.Series(gains[ideal_order] * ideal_discount).groupby(groups[ideal_order]).sum()
+    valid = idcg > 0
+    return float((dcg[valid] / idcg[valid]).mean()) if valid.any() else float("nan")
+
+
+def _per_group(groups: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int,
+               seed: int) -> pd.DataFrame:
+    order, rank = _ranked(groups, scores.astype(float), seed)
+    hit = (relevance[order] > 0).astype(float)
+    frame = pd.DataFrame({"group": groups[order], "rank": rank, "hit": hit, "top": (rank <= k) * hit})
+    frame["hits_so_far"] = frame.groupby("group")["top"].cumsum()
+    return frame
+
+
+def recall_at_k(groups: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int = 10,
+                seed: int = 0) -> float:
+    """Mean over lists with any relevant item of (relevant items in the top k) / (relevant items)."""
+    groups, scores, relevance = (np.asarray(x) for x in (groups, scores, relevance))
+    _check_columns(groups, scores, relevance, k)
+    frame = _per_group(groups, scores, relevance, k, seed)
+    per_list = frame.groupby("group").agg(found=("top", "sum"), relevant=("hit", "sum"))
+    per_list = per_list[per_list["relevant"] > 0]
+    return float((per_list["found"] / per_list["relevant"]).mean()) if len(per_list) else float("nan")
+
+
+def map_at_k(groups: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: int = 10, seed: int = 0) -> float:
+    """Mean average precision at k: per list, the mean of precision@i over the relevant items at ranks
+    i <= k, divided by min(k, relevant items); averaged over lists with any relevant item."""
+    groups, scores, relevance = (np.asarray(x) for x in (groups, scores, relevance))
+    _check_columns(groups, scores, relevance, k)
+    frame = _per_group(groups, scores, relevance, k, seed)
+    frame["precision_term"] = frame["top"] * frame["hits_so_far"] / frame["rank"]
+    per_list = frame.groupby("group").agg(total=("precision_term", "sum"), relevant=("hit", "sum"))
+    per_list = per_list[per_list["relevant"] > 0]
+    if not len(per_list):
+        return float("nan")
+    return float((per_list["total"] / np.minimum(per_list["relevant"], k)).mean())
+
+
+def gini(values: np.ndarray) -> float:
+    """Gini coefficient of non-negative values: 0 when all are equal, near 1 when one holds everything."""
+    values = np.sort(np.asarray(values, dtype=float))
+    if len(values) == 0 or np.any(values < 0):
+        raise ValueError("values must be a non-empty array of non-negative numbers")
+    cumulative = np.cumsum(values)
+    if cumulative[-1] == 0:
+        return 0.0
+    n = len(values)
+    return float((n + 1 - 2 * np.sum(cumulative) / cumulative[-1]) / n)
+
+
+def top_share(values: np.ndarray, top_fraction: float = 0.01) -> float:
+    """Share of the total held by the largest ``top_fraction`` of values (e.g. engagement of the top 1% posts)."""
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction={top_fraction!r} is invalid: top_fraction accepts a number in (0, 1]")
+    values = np.sort(np.asarray(values, dtype=float))[::-1]
+    count = max(1, int(round(top_fraction * len(values))))
+    return float(values[:count].sum() / values.sum()) if values.sum() > 0 else 0.0

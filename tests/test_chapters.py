@@ -1,0 +1,54 @@
+"""Every chapter follows the book's template, is in the table of contents, and is stored executed."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+TOC = (ROOT / "_toc.yml").read_text()
+BIB_KEYS = set(re.findall(r"@\w+\{(\w+),", (ROOT / "references.bib").read_text()))
+
+
+def markdown(path: Path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def test_there_are_chapters() -> None:
+    assert CHAPTERS, "chapters/ has no NN_name.ipynb notebooks"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_follows_the_template(path: Path) -> None:
+    text = markdown(path)
+    assert text.lstrip().startswith("# "), "a chapter opens with its title"
+    assert re.search(r":::\{admonition\} Learning objectives", text)
+    assert re.search(r"\*\*Time in the interview:\*\*", text)
+    assert re.search(r":::\{admonition\} In the interview", text)
+    exercises = re.findall(r":::\{exercise\}\n:label: (\S+)", text)
+    solutions = re.findall(r":::\{solution\} (\S+)\n:class: dropdown", text)
+    assert len(exercises) >= 3, "at least three exercises"
+    assert sorted(exercises) == sorted(solutions), "every exercise has a dropdown solution"
+    assert re.search(r"\*\*Coding\.\*\*", text), "one exercise is a coding exercise"
+    assert re.search(r"^## Summary", text, re.M) and re.search(r"^## References", text, re.M)
+    cited = {key for group in re.findall(r"\{cite\}`([^`]+)`", text) for key in group.split(",")}
+    assert cited, "a chapter cites its sources"
+    assert cited <= BIB_KEYS, f"unknown citation keys {cited - BIB_KEYS}"
+    assert f"chapters/{path.stem}" in TOC, "listed in _toc.yml"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_stored_executed_without_errors(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert all(c["execution_count"] is not None for c in code), "every code cell has been executed"
+    counts = [c["execution_count"] for c in code]
+    assert counts == list(range(1, len(code) + 1)), "executed top to bottom in one fresh run"
+    assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    setup = "".join(code[0]["source"])
+    assert "setup(" in setup and "SEED" in setup, "the first code cell is the setup cell with the parameters"

@@ -1,0 +1,234 @@
+"""The simulated world: schema (as documented), determinism, validation, realism bands, ground truth."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from newsfeed import data
+from newsfeed.metrics import engagement_score, gini, ndcg_at_k, top_share
+from newsfeed.world import REACTIONS, DriftConfig, World, WorldConfig, legacy_ranker, main, simulate
+
+DATASHEET = Path(__file__).resolve().parent.parent / "data" / "README.md"
+
+
+@pytest.fixture(scope="module")
+def small() -> World:
+    return simulate(WorldConfig.at_scale("small", seed=1))
+
+
+@pytest.fixture(scope="module")
+def default() -> World:
+    return simulate(WorldConfig())
+
+
+def documented_schema() -> dict[str, dict[str, str]]:
+    """Table -> {column: dtype} as written in the datasheet's schema tables."""
+    schema: dict[str, dict[str, str]] = {}
+    table = None
+    for line in DATASHEET.read_text().splitlines():
+        heading = re.match(r"### `(\w+)`", line)
+        if heading:
+            table = heading.group(1)
+            schema[table] = {}
+            continue
+        row = re.match(r"\| (\w+) \| ([\w\[\]]+) \|", line)
+        if table and row and row.group(1) != "column":
+            schema[table][row.group(1)] = row.group(2)
+    return schema
+
+
+def test_tables_match_the_datasheet(small: World) -> None:
+    schema = documented_schema()
+    assert set(schema) == set(World.TABLES)
+    for name in World.TABLES:
+        frame = getattr(small, name)
+        assert list(frame.columns) == list(schema[name]), name
+        actual = {column: str(dtype) for column, dtype in frame.dtypes.items()}
+        assert actual == schema[name], name
+
+
+def content_hash(world: World) -> str:
+    digests = [pd.util.hash_pandas_object(getattr(world, name), index=False).sum() for name in World.TABLES]
+    digests.append(pd.util.hash_pandas_object(world.truth.impressions, index=False).sum())
+    return "-".join(str(int(d)) for d in digests)
+
+
+def test_same_seed_same_world_and_other_seed_differs(small: World) -> None:
+    again = simulate(WorldConfig.at_scale("small", seed=1))
+    other = simulate(WorldConfig.at_scale("small", seed=2))
+    assert content_hash(again) == content_hash(small)
+    assert content_hash(other) != content_hash(small)
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"n_people": -5}, "n_people"),
+    ({"passive_share": 1.5}, "passive_share"),
+    ({"duplicate_event_share": -0.1}, "duplicate_event_share"),
+    ({"n_days": 3}, "n_days"),
+    ({"seed": 1.5}, "seed"),
+    ({"start": "not a date"}, "start"),
+    ({"sessions_per_day": float("nan")}, "sessions_per_day"),
+    ({"drift": DriftConfig(trending_topic="knitting")}, "drift.trending_topic"),
+    ({"drift": DriftConfig(start_day=40)}, "drift.start_day"),
+])
+def test_bad_config_names_the_field_and_the_range(overrides: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{re.escape(field)}=.* accepts "):
+        WorldConfig(**overrides)
+
+
+def test_unknown_scale_is_refused() -> None:
+    with pytest.raises(ValueError, match="scale='huge' is invalid: scale accepts one of small, default, large"):
+        WorldConfig.at_scale("huge")
+    with pytest.raises(ValueError, match="scale="):
+        data.load_world(scale="huge")
+
+
+def test_dirty_data_is_there(small: World) -> None:
+    people = small.users[small.users["account_type"] == "person"]
+    assert people["age"].isna().mean() > 0.05
+    assert ((people["age"] <= 0) | (people["age"] > 120)).sum() > 0
+    assert people["country"].str.strip().str.len().gt(2).any()  # spelled-out variants
+    assert small.impressions["impression_id"].duplicated().sum() > 0
+    assert small.posts["text"].isna().any()
+    # Missing age is informative: privacy-minded people leave it blank more often.
+    missing = people["age"].isna().to_numpy()
+    privacy = small.truth.privacy_minded
+    assert missing[privacy].mean() > 2 * missing[~privacy].mean()
+
+
+def test_realism_bands(default: World) -> None:
+    impressions = default.impressions.drop_duplicates("impression_id")
+    rates = impressions[list(REACTIONS)].mean()
+    assert 0.03 < rates["click"] < 0.15
+    assert 0.02 < rates["like"] < 0.08
+    assert rates["comment"] < 0.01 and rates["share"] < 0.01 and rates["hide"] < 0.01
+    dwell = impressions["dwell_seconds"]
+    assert dwell.quantile(0.99) > 5 * dwell.median()  # heavy-tailed
+    engaged = impressions[["click", "like", "comment", "share"]].sum(axis=1).groupby(impressions["post_id"]).sum()
+    assert top_share(engaged.reindex(default.posts["post_id"], fill_value=0).to_numpy(), 0.01) >= 0.15
+    sessions = default.sessions.groupby("user_id").size().reindex(range(default.n_people), fill_value=0)
+    assert gini(sessions.to_numpy()) > 0.4
+    ctr = impressions[impressions["position"] <= 10].groupby("position")["click"].mean()
+    assert ctr.iloc[0] > 2.5 * ctr.iloc[-1]
+    assert (ctr.diff().dropna() < 0.01).all()  # falls with position (noise allowed)
+    friends = default.edges[default.edges["edge_type"] == "friend"].groupby("user_id").size()
+    assert friends.max() > 5 * friends.median()  # heavy-tailed degree
+
+
+def test_ground_truth_beats_popularity_beats_random(default: World) -> None:
+    from newsfeed.features import popularity_score, post_counts_so_far
+
+    impressions = default.impressions.drop_duplicates("impression_id").reset_index(drop=True)
+    last_week = (impressions["timestamp"] >= pd.Timestamp("2026-01-26")).to_numpy()
+    test = impressions[last_week].reset_index(drop=True)
+    args = (test["user_id"], test["post_id"], 1, test["timestamp"], test["device"])
+    relevance = engagement_score(default.sample_outcomes(*args, seed=3)).to_numpy()
+    groups = test["session_id"].to_numpy()
+    oracle = ndcg_at_k(groups, engagement_score(default.probabilities(*args), prefix="p_").to_numpy(), relevance)
+    popular = ndcg_at_k(groups, popularity_score(post_counts_so_far(impressions)).to_numpy()[last_week], relevance)
+    random = ndcg_at_k(groups, np.random.default_rng(0).random(len(test)), relevance)
+    assert oracle > popular + 0.08
+    assert popular > random + 0.02
+
+
+def test_logged_probabilities_equal_the_truth_method(small: World) -> None:
+    logged = small.impressions.drop_duplicates("impression_id").sort_values("impression_id").head(500)
+    again = small.probabilities(logged["user_id"], logged["post_id"], logged["position"], logged["timestamp"],
+                                logged["device"])
+    stored = small.truth.impressions.set_index("impression_id").loc[logged["impression_id"]]
+    for column in [f"p_{r}" for r in REACTIONS] + ["expected_dwell"]:
+        np.testing.assert_allclose(again[column].to_numpy(), stored[column].to_numpy(), rtol=1e-6)
+
+
+def test_sampled_outcomes_converge_to_the_probabilities(small: World) -> None:
+    n = 200_000
+    row = small.impressions.iloc[100]
+    probs = small.probabilities([row["user_id"]], [row["post_id"]], [2], [row["timestamp"]]).iloc[0]
+    draws = small.sample_outcomes(np.full(n, row["user_id"]), row["post_id"], 2, row["timestamp"], seed=7)
+    for reaction in REACTIONS:
+        p = probs[f"p_{reaction}"]
+        assert abs(draws[reaction].mean() - p) < 5 * np.sqrt(p * (1 - p) / n) + 1e-4, reaction
+    assert draws["dwell_seconds"].mean() == pytest.approx(probs["expected_dwell"], rel=0.05)
+
+
+def test_position_lowers_every_probability(small: World) -> None:
+    row = small.impressions.iloc[0]
+    probs = small.probabilities(row["user_id"], row["post_id"], [1, 2, 5, 20], row["timestamp"])
+    for reaction in REACTIONS:
+        assert probs[f"p_{reaction}"].is_monotonic_decreasing
+
+
+def test_truth_queries_reject_bad_input(small: World) -> None:
+    row = small.impressions.iloc[0]
+    with pytest.raises(ValueError, match="user_id=.* accepts integer ids from 0"):
+        small.probabilities(10**6, row["post_id"], 1, row["timestamp"])
+    with pytest.raises(ValueError, match="position=.* accepts integers >= 1"):
+        small.probabilities(row["user_id"], row["post_id"], 0, row["timestamp"])
+    with pytest.raises(ValueError, match="time=.* accepts times at or after the post's created_at"):
+        small.probabilities(row["user_id"], row["post_id"], 1, "2025-01-01")
+    with pytest.raises(ValueError, match="device=.* accepts one of ios, android, web, tablet"):
+        small.probabilities(row["user_id"], row["post_id"], 1, row["timestamp"], device="fridge")
+
+
+def test_rollout_rewards_a_better_policy(small: World) -> None:
+    week = small.sessions[small.sessions["started_at"] >= pd.Timestamp("2026-01-26")]
+    history = small.impressions[small.impressions["timestamp"] < pd.Timestamp("2026-01-26")]
+
+    def oracle(candidates: pd.DataFrame) -> np.ndarray:
+        probs = small.probabilities(candidates["user_id"], candidates["post_id"], 1, candidates["requested_at"],
+                                    candidates["device"])
+        return engagement_score(probs, prefix="p_").to_numpy()
+
+    def random(candidates: pd.DataFrame) -> np.ndarray:
+        return np.random.default_rng(0).random(len(candidates))
+
+    served = {name: small.rollout(policy, week, seed=5, history=history)
+              for name, policy in (("oracle", oracle), ("random", random), ("legacy", legacy_ranker(0)))}
+    value = {name: engagement_score(r.probabilities, prefix="p_").mean() for name, r in served.items()}
+    assert value["oracle"] > 1.3 * value["random"]
+    assert value["oracle"] > 1.3 * value["legacy"]
+    shown = served["oracle"].impressions
+    assert not shown.duplicated(["user_id", "post_id"]).any()  # nobody sees a post twice
+    assert not shown.merge(history, on=["user_id", "post_id"]).shape[0]  # nor one seen before the rollout
+    with pytest.raises(ValueError, match="policy=.* accepts a callable returning one finite score"):
+        small.rollout(lambda c: np.zeros(3), week.head(20))
+    with pytest.raises(ValueError, match="sessions=.* accepts a DataFrame with columns"):
+        small.rollout(random, week.drop(columns="device"))
+
+
+def test_drift_changes_the_world_after_its_start() -> None:
+    drift = DriftConfig(start_day=14, trending_topic="climate", shifted_user_share=0.5, new_device_share=0.3)
+    world = simulate(WorldConfig.at_scale("small", seed=1, drift=drift))
+    start = pd.Timestamp("2026-01-19")
+    tablet = world.sessions["device"] == "tablet"
+    assert tablet.any() and (world.sessions.loc[tablet, "started_at"] >= start).all()
+    climate = world.posts["topic"] == "climate"
+    before = climate[world.posts["created_at"] < start].mean()
+    after = climate[world.posts["created_at"] >= start].mean()
+    assert after > 2 * before
+    assert not np.allclose(world.truth.interests, world.truth.interests_after_drift)
+
+
+def test_save_load_round_trip_and_cache(tmp_path: Path, small: World) -> None:
+    folder = small.save(tmp_path / "w")
+    loaded = World.load(folder)
+    assert content_hash(loaded) == content_hash(small)
+    assert loaded.config == small.config
+    cached = data.load_world("small", seed=0, data_dir=tmp_path)
+    assert (tmp_path / "small-seed0" / "fingerprint.json").exists()
+    assert content_hash(data.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
+    (tmp_path / "small-seed0" / "fingerprint.json").write_text('{"simulator": "stale"}')
+    assert content_hash(data.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
+    assert data._is_current(tmp_path / "small-seed0")
+
+
+def test_command_line_writes_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path), "--scale", "small", "--seed", "3"]) == 0
+    folder = tmp_path / "small-seed3"
+    assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(f"{t}.parquet" for t in World.TABLES)
+    assert "wrote" in capsys.readouterr().out
