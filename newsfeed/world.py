@@ -124,6 +124,7 @@ class WorldConfig:
     start: str = "2026-01-05"
     sessions_per_day: float = 0.6
     passive_share: float = 0.3
+    interest_concentration: float = 1.2
     new_user_share: float = 0.08
     mean_friends: float = 14.0
     mean_follows: float = 5.0
@@ -152,6 +153,7 @@ class WorldConfig:
         except (ValueError, TypeError):
             _require("start", self.start, False, "an ISO date such as '2026-01-05'")
         _check_float("sessions_per_day", self.sessions_per_day, 0.01, 50.0)
+        _check_float("interest_concentration", self.interest_concentration, 0.05, 1000.0)
         _check_float("mean_friends", self.mean_friends, 1.0, 500.0)
         _check_float("mean_follows", self.mean_follows, 0.0, 500.0)
         _check_float("person_posts_per_day", self.person_posts_per_day, 0.0, 50.0)
@@ -677,7 +679,7 @@ def _people(cfg: WorldConfig, rng: np.random.Generator) -> dict[str, np.ndarray]
                                                                           "health")])
     youth = np.clip((45.0 - age) / 25.0, -1.0, 1.0)[:, None]
     tilt = np.exp(0.9 * youth * young - 0.9 * youth * old)
-    alpha = 0.25 * _N_TOPICS * base / base.sum() * tilt
+    alpha = cfg.interest_concentration * base / base.sum() * tilt
     interests = rng.gamma(alpha)
     interests /= interests.sum(axis=1, keepdims=True)
     activity = cfg.sessions_per_day * rng.lognormal(-0.5, 1.0, n)
@@ -740,8 +742,18 @@ def _friendships(cfg: WorldConfig, people: dict[str, np.ndarray],
     u, v = pairs[:, 0], pairs[:, 1]
     similarity = np.sum(unit[u] * unit[v], axis=1)
     same_country = people["country"][u] == people["country"][v]
-    closeness = 1.0 / (1.0 + np.exp(-(rng.normal(-1.0, 1.2, len(u)) + 2.0 * similarity + 0.8 * same_country)))
+    mutual = _mutual_friends(n, u, v)
+    logit = rng.normal(-1.6, 0.7, len(u)) + 1.5 * similarity + 0.6 * same_country + 0.8 * np.log1p(mutual)
+    closeness = 1.0 / (1.0 + np.exp(-logit))
     return u, v, closeness
+
+
+def _mutual_friends(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """How many friends each pair (u[i], v[i]) has in common: close friends share friends."""
+    from scipy.sparse import coo_matrix
+
+    adjacency = coo_matrix((np.ones(2 * len(u)), (np.r_[u, v], np.r_[v, u])), shape=(n, n)).tocsr()
+    return np.asarray(adjacency[u].multiply(adjacency[v]).sum(axis=1)).ravel()
 
 
 def _follows(cfg: WorldConfig, people: dict[str, np.ndarray], pages: dict[str, np.ndarray],
@@ -801,7 +813,7 @@ def _posts(cfg: WorldConfig, people: dict[str, np.ndarray], pages: dict[str, np.
     person_quality = rng.beta(3, 3, n)
     base_quality = np.where(is_page, pages["quality"][np.where(is_page, author - n, 0)],
                             person_quality[np.where(is_page, 0, author)])
-    quality = np.clip(base_quality + rng.normal(0, 0.18, len(author)), 0.02, 0.98)
+    quality = np.clip(base_quality + rng.normal(0, 0.12, len(author)), 0.02, 0.98)
     farm = np.where(is_page, pages["clickbait_farm"][np.where(is_page, author - n, 0)], False)
     clickbait = np.where(farm, rng.beta(5, 2, len(author)), rng.beta(0.4, 8, len(author)))
     order = np.argsort(hours, kind="stable")
