@@ -1,15 +1,355 @@
-"""Features for ranking, computed point-in-time correct: a feature of an impression at time t uses only events
-logged before t.
+"""Data preparation for ranking: cleaning, point-in-time features, encoders, embeddings and the time split.
+
+The central rule: a feature of an impression at time t uses only events logged *before* t. Every aggregate
+here is an as-of join (``pandas.merge_asof`` with ``allow_exact_matches=False``) of the request times against
+cumulative counts of the log, so the same function computes features for training rows (the impressions
+themselves) and for serving requests (any user, post and time): one definition, no training–serving skew.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from newsfeed import vocabulary as vocab
 from newsfeed.metrics import engagement_score
+from newsfeed.world import REACTIONS
+
+#: Plausible ages for a social network's users; outside it a self-reported age is treated as missing.
+VALID_AGE = (13, 100)
+
+#: How fast user–author affinity forgets: an interaction a week ago counts ``1/e`` of one today.
+AFFINITY_DECAY_HOURS = 168.0
 
 
+# --------------------------------------------------------------------------------------------------------
+# Cleaning
+# --------------------------------------------------------------------------------------------------------
+def _country_lookup() -> dict[str, str]:
+    lookup = {code.lower(): code for code in vocab.COUNTRIES}
+    for code, variants in vocab.COUNTRY_VARIANTS.items():
+        lookup.update({variant.strip().lower().replace(".", ""): code for variant in variants})
+    return lookup
+
+
+def normalize_country(raw: pd.Series) -> pd.Series:
+    """Map every spelling of a country (``"us "``, ``"USA"``, ``"United States"``) to its ISO code.
+
+    Unknown spellings become missing rather than a new category; ``clean_users`` counts them.
+    """
+    lookup = _country_lookup()
+    keys = raw.astype("str").str.strip().str.lower().str.replace(".", "", regex=False)
+    return keys.map(lookup).astype("str")
+
+
+def clean_users(users: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clean the profile table: ISO country codes, impossible ages set to missing.
+
+    Returns the cleaned table (same rows, same order) and a report of what changed, column by column, so
+    nothing is altered silently. ``age_was_impossible`` keeps the fact that an age was replaced.
+    """
+    clean = users.copy()
+    clean["country"] = normalize_country(users["country"])
+    age = users["age"]
+    impossible = age.notna() & ~age.between(*VALID_AGE)
+    clean["age"] = age.mask(impossible)
+    clean["age_was_impossible"] = impossible
+    codes = set(vocab.COUNTRIES)
+    report = pd.DataFrame({
+        "problem": ["country spelled differently from its ISO code", "country unknown or missing",
+                    f"age outside {VALID_AGE[0]}-{VALID_AGE[1]} (set to missing)", "age missing (people)"],
+        "rows before": [int((users["country"].notna() & ~users["country"].isin(codes)).sum()),
+                        int(users["country"].isna().sum()), int(impossible.sum()),
+                        int(age[users["account_type"] == "person"].isna().sum())],
+        "rows after": [0, int(clean["country"].isna().sum()), 0,
+                       int(clean["age"][users["account_type"] == "person"].isna().sum())],
+    })
+    return clean, report
+
+
+def clean_impressions(impressions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop logging retries: events recorded twice with the same ``impression_id``. Returns the deduplicated
+    log (time-ordered) and how many rows were removed."""
+    deduped = impressions.drop_duplicates("impression_id", keep="first")
+    deduped = deduped.sort_values(["timestamp", "impression_id"], kind="stable").reset_index(drop=True)
+    return deduped, len(impressions) - len(deduped)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Point-in-time aggregates
+# --------------------------------------------------------------------------------------------------------
+def _as_of(requests: pd.DataFrame, log: pd.DataFrame, keys: list[str], values: dict[str, pd.Series],
+           prefix: str) -> pd.DataFrame:
+    """For each request row, the sums of ``values`` over log rows with the same ``keys`` strictly before the
+    request's ``timestamp``. Missing history gives 0."""
+    cumulative = log[keys + ["timestamp"]].copy()
+    for name, series in values.items():
+        cumulative[name] = series.to_numpy()
+    cumulative = cumulative.sort_values("timestamp", kind="stable")
+    for name in values:
+        cumulative[name] = cumulative.groupby(keys, sort=False)[name].cumsum()
+    left = requests[keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
+    joined = pd.merge_asof(left, cumulative, on="timestamp", by=keys, allow_exact_matches=False,
+                           direction="backward")
+    joined = joined.set_index("index").reindex(requests.index)
+    return joined[list(values)].fillna(0.0).add_prefix(prefix)
+
+
+def _hours(times: pd.Series, origin: pd.Timestamp) -> pd.Series:
+    """Hours from ``origin`` to each time."""
+    return (times - origin) / pd.Timedelta(hours=1)
+
+
+def point_in_time_aggregates(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame,
+                             decay_hours: float = AFFINITY_DECAY_HOURS) -> pd.DataFrame:
+    """History features for (user_id, post_id, timestamp) requests, from a clean impression log and the posts.
+
+    Per post, per author, per user, per (user, author), per (user, topic) and per (user, media type):
+    impressions and reactions logged before the request; the (user, author) engagement also exponentially
+    decayed with ``decay_hours``. And from the posts table: how many posts the user wrote before the request,
+    and how many about the request's topic (people post about what interests them).
+    """
+    needed = {"user_id", "post_id", "timestamp"}
+    if missing := needed - set(requests.columns):
+        raise ValueError(f"requests is missing columns {sorted(missing)}: requests need user_id, post_id, timestamp")
+    post_info = posts.set_index("post_id")[["author_id", "topic", "media_type"]]
+    log = log.join(post_info, on="post_id")
+    req = requests[["user_id", "post_id", "timestamp"]].join(post_info, on="post_id")
+    engaged = engagement_score(log).clip(lower=0.0)
+    one = pd.Series(1.0, index=log.index)
+    reactions = {r: log[r].astype(float) for r in REACTIONS}
+    origin = log["timestamp"].min() if len(log) else pd.Timestamp("2000-01-01")
+    growth = np.exp(_hours(log["timestamp"], origin).to_numpy() / decay_hours)
+    clicks_likes = {"click": reactions["click"], "like": reactions["like"]}
+    written = posts.rename(columns={"author_id": "user_id", "created_at": "timestamp"})
+    wrote = pd.Series(1.0, index=written.index)
+    parts = [
+        _as_of(req, log, ["post_id"], {"impressions": one, "engagement": engaged, **reactions}, "post_"),
+        _as_of(req, log, ["author_id"], {"impressions": one, "engagement": engaged}, "author_"),
+        _as_of(req, log, ["user_id"], {"impressions": one, "engagement": engaged, **clicks_likes,
+                                       "dwell": log["dwell_seconds"]}, "user_"),
+        _as_of(req, log, ["user_id", "author_id"], {"impressions": one, "engagement": engaged,
+                                                    "engagement_growth": engaged * growth}, "user_author_"),
+        _as_of(req, log, ["user_id", "topic"], {"impressions": one, "engagement": engaged, **clicks_likes},
+               "user_topic_"),
+        _as_of(req, log, ["user_id", "media_type"], {"impressions": one, "engagement": engaged}, "user_media_"),
+        _as_of(req, written, ["user_id"], {"posts": wrote}, "user_written_"),
+        _as_of(req, written, ["user_id", "topic"], {"posts": wrote}, "user_written_topic_"),
+    ]
+    out = pd.concat(parts, axis=1)
+    shrink = np.exp(-_hours(req["timestamp"], origin).to_numpy() / decay_hours)
+    out["user_author_engagement_decayed"] = out.pop("user_author_engagement_growth") * shrink
+    return out
+
+
+def smoothed_rate(count: pd.Series, exposures: pd.Series, prior_rate: float | pd.Series,
+                  prior_weight: float = 10.0) -> pd.Series:
+    """``(count + prior_rate * prior_weight) / (exposures + prior_weight)``: a rate that starts at the prior and
+    trusts the data as exposures accumulate (additive smoothing)."""
+    return (count + prior_rate * prior_weight) / (exposures + prior_weight)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The feature table
+# --------------------------------------------------------------------------------------------------------
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "post_age_hours", "has_text", "n_hashtags", "author_is_page", "author_followers",
+    "post_impressions", "post_engagement_rate", "post_click_rate", "post_like_rate", "post_hide_rate",
+    "author_engagement_rate", "user_impressions", "user_click_rate", "user_like_rate", "user_mean_dwell",
+    "user_author_impressions", "user_author_engagement_decayed", "user_topic_engagement_rate",
+    "user_topic_click_rate", "user_topic_like_rate", "user_media_engagement_rate", "user_posts",
+    "user_posts_topic_share", "is_friend", "is_follow", "account_age_days", "hour_sin", "hour_cos", "position",
+)
+#: Counts whose distributions are heavy-tailed: log1p before scaling.
+LOG_FEATURES: tuple[str, ...] = ("post_age_hours", "author_followers", "post_impressions", "user_impressions",
+                                 "user_author_impressions", "user_author_engagement_decayed", "account_age_days",
+                                 "user_mean_dwell", "user_posts")
+CATEGORICAL_FEATURES: tuple[str, ...] = ("topic", "media_type", "device", "source", "country", "weekday")
+LABELS: tuple[str, ...] = (*REACTIONS, "dwell_seconds")
+
+
+def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame, users: pd.DataFrame,
+                  edges: pd.DataFrame) -> pd.DataFrame:
+    """Features for ranking requests (``user_id``, ``post_id``, ``timestamp``, ``device``, ``position``,
+    ``source``), computed point-in-time from a clean log and cleaned users.
+
+    Training rows are the log's own impressions (``requests = log``); serving rows are candidates at request
+    time (``position = 1``). Label columns present in ``requests`` are carried along.
+    """
+    pit = point_in_time_aggregates(requests, log, posts)
+    post = posts.set_index("post_id")
+    author_id = requests["post_id"].map(post["author_id"])
+    table = pd.DataFrame(index=requests.index)
+    for column in ("user_id", "post_id", "timestamp", "device", "position", "source"):
+        table[column] = requests[column]
+    table["author_id"] = author_id
+    table["topic"] = requests["post_id"].map(post["topic"])
+    table["media_type"] = requests["post_id"].map(post["media_type"])
+    created_at = requests["post_id"].map(post["created_at"])
+    table["post_age_hours"] = ((requests["timestamp"] - created_at) / pd.Timedelta(hours=1)).clip(lower=0)
+    table["has_text"] = requests["post_id"].map(post["text"].notna()).astype(float)
+    table["n_hashtags"] = requests["post_id"].map(post["hashtags"].str.split().str.len()).fillna(0)
+
+    account = users.set_index("user_id")
+    table["author_is_page"] = (author_id.map(account["account_type"]) == "page").astype(float)
+    followers = edges.groupby("target_id").size()
+    table["author_followers"] = author_id.map(followers).fillna(0)
+
+    base = smoothed_rate(pit["post_engagement"].sum(), pit["post_impressions"].sum(), 0.0, 1.0)
+    base = float(base) if np.isfinite(base) and base > 0 else 0.5
+    table["post_impressions"] = pit["post_impressions"]
+    table["post_engagement_rate"] = smoothed_rate(pit["post_engagement"], pit["post_impressions"], base)
+    for reaction, prior in (("click", 0.1), ("like", 0.04), ("hide", 0.003)):
+        table[f"post_{reaction}_rate"] = smoothed_rate(pit[f"post_{reaction}"], pit["post_impressions"], prior)
+    table["author_engagement_rate"] = smoothed_rate(pit["author_engagement"], pit["author_impressions"], base)
+    table["user_impressions"] = pit["user_impressions"]
+    table["user_click_rate"] = smoothed_rate(pit["user_click"], pit["user_impressions"], 0.1)
+    table["user_like_rate"] = smoothed_rate(pit["user_like"], pit["user_impressions"], 0.04)
+    table["user_mean_dwell"] = smoothed_rate(pit["user_dwell"], pit["user_impressions"], 5.0)
+    user_rate = smoothed_rate(pit["user_engagement"], pit["user_impressions"], base)
+    table["user_author_impressions"] = pit["user_author_impressions"]
+    table["user_author_engagement_decayed"] = pit["user_author_engagement_decayed"]
+    table["user_topic_engagement_rate"] = smoothed_rate(pit["user_topic_engagement"], pit["user_topic_impressions"],
+                                                        user_rate)
+    for reaction in ("click", "like"):
+        table[f"user_topic_{reaction}_rate"] = smoothed_rate(
+            pit[f"user_topic_{reaction}"], pit["user_topic_impressions"], table[f"user_{reaction}_rate"])
+    table["user_media_engagement_rate"] = smoothed_rate(pit["user_media_engagement"], pit["user_media_impressions"],
+                                                        user_rate)
+    table["user_posts"] = pit["user_written_posts"]
+    table["user_posts_topic_share"] = smoothed_rate(pit["user_written_topic_posts"], pit["user_written_posts"],
+                                                    1 / len(vocab.TOPICS), 2.0)
+
+    relation = edges.set_index(["user_id", "target_id"])
+    pair = pd.MultiIndex.from_arrays([requests["user_id"], author_id])
+    created = relation["created_at"].reindex(pair).to_numpy()
+    kind = relation["edge_type"].reindex(pair).to_numpy()
+    known = pd.notna(created) & (created < requests["timestamp"].to_numpy())
+    table["is_friend"] = (known & (kind == "friend")).astype(float)
+    table["is_follow"] = (known & (kind == "follow")).astype(float)
+
+    viewer = account.reindex(requests["user_id"])
+    table["age"] = viewer["age"].to_numpy()
+    table["country"] = viewer["country"].to_numpy()
+    table["account_age_days"] = ((requests["timestamp"].to_numpy() - viewer["signup_date"].to_numpy())
+                                 / pd.Timedelta(days=1)).clip(min=0)
+    hour = requests["timestamp"].dt.hour + requests["timestamp"].dt.minute / 60
+    table["hour_sin"] = np.sin(2 * np.pi * hour / 24)
+    table["hour_cos"] = np.cos(2 * np.pi * hour / 24)
+    table["weekday"] = requests["timestamp"].dt.day_name().astype("str")
+    for label in LABELS:
+        if label in requests.columns:
+            table[label] = requests[label]
+    return table
+
+
+# --------------------------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------------------------
+def feature_pipeline(numeric: Iterable[str] = NUMERIC_FEATURES, categorical: Iterable[str] = CATEGORICAL_FEATURES,
+                     age: str = "indicator") -> ColumnTransformer:
+    """The scikit-learn transformer that turns a feature table into a model matrix.
+
+    Heavy-tailed counts are log-scaled, all numbers standardized; low-cardinality categories are one-hot
+    encoded, with unseen categories (a new device after launch) encoded as all zeros rather than an error.
+    ``age`` chooses how a missing age is filled: ``"mean"``, ``"median"``, ``"indicator"`` (median plus a
+    was-missing column) or ``"none"`` (leave age out).
+    """
+    numeric, categorical = list(numeric), list(categorical)
+    logged = [c for c in numeric if c in LOG_FEATURES]
+    plain = [c for c in numeric if c not in LOG_FEATURES]
+    transformers = [
+        ("log_scaled", Pipeline([("log1p", FunctionTransformer(np.log1p, feature_names_out="one-to-one")),
+                                 ("scale", StandardScaler())]), logged),
+        ("scaled", StandardScaler(), plain),
+        ("one_hot", OneHotEncoder(handle_unknown="ignore", min_frequency=20, sparse_output=False), categorical),
+    ]
+    strategies = {"mean": ("mean", False), "median": ("median", False), "indicator": ("median", True)}
+    if age in strategies:
+        strategy, indicator = strategies[age]
+        transformers.append(("age", Pipeline([("impute", SimpleImputer(strategy=strategy, add_indicator=indicator)),
+                                              ("scale", StandardScaler())]), ["age"]))
+    elif age != "none":
+        raise ValueError(f"age={age!r} is invalid: age accepts 'mean', 'median', 'indicator' or 'none'")
+    return ColumnTransformer(transformers, verbose_feature_names_out=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Splitting
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TimeSplit:
+    """Train on the first weeks, validate on the next, test on the last: the model is always judged on a
+    future it has not seen, as it will be in production."""
+
+    train_end: pd.Timestamp
+    valid_end: pd.Timestamp
+
+    def assign(self, timestamps: pd.Series) -> pd.Series:
+        """``train`` / ``valid`` / ``test`` for each timestamp."""
+        split = np.where(timestamps < self.train_end, "train",
+                         np.where(timestamps < self.valid_end, "valid", "test"))
+        return pd.Series(split, index=timestamps.index, name="split", dtype="str")
+
+
+def weekly_split(start: str | pd.Timestamp, train_weeks: int = 2, valid_weeks: int = 1) -> TimeSplit:
+    """The book's split of a four-week world: weeks 1–2 train, week 3 validation, week 4 test."""
+    if train_weeks < 1 or valid_weeks < 1:
+        raise ValueError("train_weeks and valid_weeks accept integers >= 1")
+    start = pd.Timestamp(start)
+    return TimeSplit(start + pd.Timedelta(weeks=train_weeks), start + pd.Timedelta(weeks=train_weeks + valid_weeks))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Embeddings
+# --------------------------------------------------------------------------------------------------------
+def text_embedder(dimensions: int = 16, seed: int = 0) -> Pipeline:
+    """TF-IDF over words and word pairs, reduced by truncated SVD (latent semantic analysis) to dense vectors."""
+    return Pipeline([("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)),
+                     ("svd", TruncatedSVD(n_components=dimensions, random_state=seed))])
+
+
+def interaction_embeddings(log: pd.DataFrame, n_users: int, n_items: int, item: str = "post_id",
+                           dimensions: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """User and item embeddings from the user × item engagement matrix by truncated SVD (matrix factorization).
+
+    Cells hold the log of one plus the weighted engagement; users and items that interact with the same
+    things end up close. Returns (user vectors, item vectors), rows indexed by id.
+    """
+    from scipy.sparse import csr_matrix
+
+    engaged = engagement_score(log).clip(lower=0.0)
+    keep = engaged > 0
+    matrix = csr_matrix((np.log1p(engaged[keep].to_numpy()), (log.loc[keep, "user_id"].to_numpy(),
+                                                               log.loc[keep, item].to_numpy())),
+                        shape=(n_users, n_items))
+    svd = TruncatedSVD(n_components=dimensions, random_state=seed)
+    users = svd.fit_transform(matrix)  # U * S
+    scale = np.sqrt(np.maximum(svd.singular_values_, 1e-12))
+    return users / scale, svd.components_.T * scale  # U * sqrt(S), V * sqrt(S): dot products give the fit
+
+
+def nearest_neighbours(vectors: np.ndarray, query: int, k: int = 5) -> np.ndarray:
+    """Indices of the ``k`` rows most cosine-similar to row ``query`` (itself excluded)."""
+    norms = np.linalg.norm(vectors, axis=1)
+    similarity = vectors @ vectors[query] / np.maximum(norms * norms[query], 1e-12)
+    similarity[query] = -np.inf
+    similarity[norms == 0] = -np.inf
+    return np.argsort(-similarity, kind="stable")[:k]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Baselines that only need the log
+# --------------------------------------------------------------------------------------------------------
 def post_counts_so_far(impressions: pd.DataFrame) -> pd.DataFrame:
     """For each impression, its post's impressions and (non-negative) weighted engagement logged *before* it.
 
@@ -38,5 +378,4 @@ def popularity_score(counts: pd.DataFrame, prior_impressions: float = 10.0, prio
     """
     if prior_impressions <= 0:
         raise ValueError(f"prior_impressions={prior_impressions!r} is invalid: accepts a number > 0")
-    return (counts["engagement_so_far"] + prior_rate * prior_impressions) / (
-        counts["impressions_so_far"] + prior_impressions)
+    return smoothed_rate(counts["engagement_so_far"], counts["impressions_so_far"], prior_rate, prior_impressions)
