@@ -16,16 +16,20 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from newsfeed import vocabulary as vocab
 from newsfeed.metrics import engagement_score
-from newsfeed.world import REACTIONS
+from newsfeed.world import REACTIONS, World
 
 #: Plausible ages for a social network's users; outside it a self-reported age is treated as missing.
 VALID_AGE = (13, 100)
+
+#: Prior weighted engagement per impression that smoothed rates start from: a constant, so that a request's
+#: features never depend on which other requests are computed with it.
+ENGAGEMENT_PRIOR = 0.5
 
 #: How fast user–author affinity forgets: an interaction a week ago counts ``1/e`` of one today.
 AFFINITY_DECAY_HOURS = 168.0
@@ -191,6 +195,8 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame
     table = pd.DataFrame(index=requests.index)
     for column in ("user_id", "post_id", "timestamp", "device", "position", "source"):
         table[column] = requests[column]
+    if "impression_id" in requests.columns:
+        table.insert(0, "impression_id", requests["impression_id"])
     table["author_id"] = author_id
     table["topic"] = requests["post_id"].map(post["topic"])
     table["media_type"] = requests["post_id"].map(post["media_type"])
@@ -204,8 +210,7 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame
     followers = edges.groupby("target_id").size()
     table["author_followers"] = author_id.map(followers).fillna(0)
 
-    base = smoothed_rate(pit["post_engagement"].sum(), pit["post_impressions"].sum(), 0.0, 1.0)
-    base = float(base) if np.isfinite(base) and base > 0 else 0.5
+    base = ENGAGEMENT_PRIOR
     table["post_impressions"] = pit["post_impressions"]
     table["post_engagement_rate"] = smoothed_rate(pit["post_engagement"], pit["post_impressions"], base)
     for reaction, prior in (("click", 0.1), ("like", 0.04), ("hide", 0.003)):
@@ -273,11 +278,14 @@ def feature_pipeline(numeric: Iterable[str] = NUMERIC_FEATURES, categorical: Ite
         ("scaled", StandardScaler(), plain),
         ("one_hot", OneHotEncoder(handle_unknown="ignore", min_frequency=20, sparse_output=False), categorical),
     ]
-    strategies = {"mean": ("mean", False), "median": ("median", False), "indicator": ("median", True)}
+    strategies = {"mean": "mean", "median": "median", "indicator": "median"}
     if age in strategies:
-        strategy, indicator = strategies[age]
-        transformers.append(("age", Pipeline([("impute", SimpleImputer(strategy=strategy, add_indicator=indicator)),
-                                              ("scale", StandardScaler())]), ["age"]))
+        # keep_empty_features: an all-missing age column still yields its column (no silent drop).
+        imputer = SimpleImputer(strategy=strategies[age], keep_empty_features=True)
+        imputed = Pipeline([("impute", imputer), ("scale", StandardScaler())])
+        if age == "indicator":  # features="all": the column exists even if training had no missing age
+            imputed = FeatureUnion([("value", imputed), ("missing", MissingIndicator(features="all"))])
+        transformers.append(("age", imputed, ["age"]))
     elif age != "none":
         raise ValueError(f"age={age!r} is invalid: age accepts 'mean', 'median', 'indicator' or 'none'")
     return ColumnTransformer(transformers, verbose_feature_names_out=False)
@@ -309,6 +317,32 @@ def weekly_split(start: str | pd.Timestamp, train_weeks: int = 2, valid_weeks: i
     return TimeSplit(start + pd.Timedelta(weeks=train_weeks), start + pd.Timedelta(weeks=train_weeks + valid_weeks))
 
 
+@dataclass
+class Dataset:
+    """The ranking dataset: one row of features and labels per clean impression, with its split."""
+
+    table: pd.DataFrame
+    split: pd.Series
+    users: pd.DataFrame
+    log: pd.DataFrame
+
+    def part(self, *names: str) -> pd.DataFrame:
+        """The rows of the named splits (``"train"``, ``"valid"``, ``"test"``)."""
+        unknown = set(names) - {"train", "valid", "test"}
+        if unknown or not names:
+            raise ValueError(f"names={names!r} is invalid: names accepts one or more of 'train', 'valid', 'test'")
+        return self.table[self.split.isin(names)]
+
+
+def build_dataset(world: World, split: TimeSplit | None = None) -> Dataset:
+    """Clean the world's tables and compute every feature point-in-time: the table chapters 4–7 train on."""
+    users, _ = clean_users(world.users)
+    log, _ = clean_impressions(world.impressions)
+    table = feature_table(log, log, world.posts, users, world.edges)
+    split = split if split is not None else weekly_split(world.config.start)
+    return Dataset(table=table, split=split.assign(table["timestamp"]), users=users, log=log)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Embeddings
 # --------------------------------------------------------------------------------------------------------
@@ -316,6 +350,16 @@ def text_embedder(dimensions: int = 16, seed: int = 0) -> Pipeline:
     """TF-IDF over words and word pairs, reduced by truncated SVD (latent semantic analysis) to dense vectors."""
     return Pipeline([("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)),
                      ("svd", TruncatedSVD(n_components=dimensions, random_state=seed))])
+
+
+def text_vectors(posts: pd.DataFrame, fit_until: pd.Timestamp, dimensions: int = 16,
+                 seed: int = 0) -> pd.DataFrame:
+    """Dense text vectors for every post, from an embedder fitted only on posts created before ``fit_until``
+    (the vocabulary of the future is not known at training time). Posts without text get the vector of ""."""
+    texts = posts["text"].fillna("")
+    embedder = text_embedder(dimensions, seed).fit(texts[posts["created_at"] < fit_until])
+    vectors = embedder.transform(texts)
+    return pd.DataFrame(vectors, index=posts["post_id"], columns=[f"text_{i}" for i in range(dimensions)])
 
 
 def interaction_embeddings(log: pd.DataFrame, n_users: int, n_items: int, item: str = "post_id",

@@ -57,6 +57,8 @@ _LOGIT = {
 }
 # How much being a passive user lowers each reaction's logit (they read, and rarely react).
 _PASSIVE_SHIFT = {"click": -0.3, "like": -2.2, "comment": -2.8, "share": -1.8, "hide": -0.5}
+# How much being privacy-minded lowers the public reactions' log-odds.
+_PRIVACY_SHIFT = {"like": 0.7, "comment": 1.4, "share": 1.4}
 # Extra log-odds of video on each device (ios, android, web, tablet): video plays better on phones.
 _VIDEO_BY_DEVICE = np.array([0.3, 0.2, -0.5, 0.4])
 # Mean log dwell seconds by media type (text, image, video, link), for an examined post.
@@ -438,9 +440,8 @@ def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, posi
         if reaction == "click":
             logit = logit + truth.click_bias[users]
         elif reaction in ("like", "comment", "share"):
-            logit = logit + truth.react_bias[users]
-            if reaction != "like":
-                logit = logit - 0.8 * truth.privacy_minded[users]
+            # Privacy-minded people react less in public: fewer likes, far fewer comments and shares.
+            logit = logit + truth.react_bias[users] - _PRIVACY_SHIFT[reaction] * truth.privacy_minded[users]
         out[f"p_{reaction}"] = examined / (1.0 + np.exp(-logit))
     # Dwell: a short scroll past when not examined; log-normal reading time when examined (longer if clicked).
     mu = _DWELL_BY_MEDIA[media] + 0.35 * affinity + 1.0 * quality + 0.3 * passive

@@ -1,0 +1,158 @@
+"""Data preparation: cleaning, point-in-time correctness, encoders on edge cases, splits and embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from newsfeed import features
+from newsfeed.world import REACTIONS, WorldConfig, simulate
+
+T0 = pd.Timestamp("2026-01-05")
+
+
+def tiny_log() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two users, two posts by author 10, four impressions an hour apart."""
+    posts = pd.DataFrame({"post_id": [0, 1], "author_id": [10, 10], "created_at": [T0, T0],
+                          "topic": ["pets", "food"], "media_type": ["text", "video"],
+                          "text": ["puppy", None], "hashtags": ["", "#food"]})
+    log = pd.DataFrame({
+        "impression_id": [0, 1, 2, 3], "user_id": [1, 2, 1, 2], "post_id": [0, 0, 0, 1],
+        "timestamp": [T0 + pd.Timedelta(hours=h) for h in (1, 2, 3, 4)],
+        "click": [1, 0, 1, 0], "like": [1, 1, 0, 0], "comment": [0, 0, 0, 0], "share": [0, 0, 0, 0],
+        "hide": [0, 0, 0, 1], "dwell_seconds": [10.0, 2.0, 4.0, 1.0],
+    })
+    return log, posts
+
+
+def test_aggregates_use_only_the_past_and_never_the_row_itself() -> None:
+    log, posts = tiny_log()
+    history = features.point_in_time_aggregates(log, log, posts)
+    assert history["post_impressions"].tolist() == [0, 1, 2, 0]
+    assert history["post_like"].tolist() == [0, 1, 2, 0]  # row 1's own like is not in its feature
+    assert history["user_like"].tolist() == [0, 0, 1, 1]
+    assert history["user_author_impressions"].tolist() == [0, 0, 1, 1]
+    assert history["user_topic_impressions"].tolist() == [0, 0, 1, 0]
+
+
+def test_changing_a_label_never_changes_that_rows_features() -> None:
+    log, posts = tiny_log()
+    before = features.point_in_time_aggregates(log, log, posts)
+    flipped = log.assign(like=log["like"].where(log.index != 2, 1), click=log["click"].where(log.index != 2, 0))
+    after = features.point_in_time_aggregates(flipped, flipped, posts)
+    pd.testing.assert_series_equal(before.loc[2], after.loc[2])
+
+
+def test_events_at_the_same_instant_are_not_the_past() -> None:
+    log, posts = tiny_log()
+    same_time = log.assign(timestamp=T0 + pd.Timedelta(hours=1))
+    history = features.point_in_time_aggregates(same_time, same_time, posts)
+    assert (history["post_impressions"] == 0).all()
+
+
+def test_as_of_join_matches_brute_force_on_a_simulated_world() -> None:
+    world = simulate(WorldConfig.at_scale("small", seed=4))
+    log, _ = features.clean_impressions(world.impressions)
+    sample = log.sample(300, random_state=0)
+    history = features.point_in_time_aggregates(sample, log, world.posts)
+    for index, row in sample.iterrows():
+        earlier = log[(log["timestamp"] < row["timestamp"]) & (log["post_id"] == row["post_id"])]
+        assert history.loc[index, "post_impressions"] == len(earlier)
+        assert history.loc[index, "post_like"] == earlier["like"].sum()
+        mine = log[(log["timestamp"] < row["timestamp"]) & (log["user_id"] == row["user_id"])]
+        assert history.loc[index, "user_dwell"] == pytest.approx(mine["dwell_seconds"].sum())
+
+
+def test_clean_users_maps_spellings_and_counts_changes() -> None:
+    users = pd.DataFrame({"user_id": range(6), "account_type": ["person"] * 5 + ["page"],
+                          "age": [30.0, 0.0, 212.0, np.nan, 45.0, np.nan],
+                          "country": ["US", "us ", "United States", "Deutschland", "Atlantis", "FR"]})
+    clean, report = features.clean_users(users)
+    assert clean["country"].tolist()[:4] == ["US", "US", "US", "DE"]
+    assert pd.isna(clean.loc[4, "country"])  # unknown becomes missing, and is counted
+    assert clean["age"].isna().tolist() == [False, True, True, True, False, True]
+    assert clean["age_was_impossible"].sum() == 2
+    counts = report.set_index("problem")
+    assert counts.loc["country unknown or missing", "rows after"] == 1
+    assert counts.iloc[2]["rows before"] == 2
+
+
+def test_clean_impressions_removes_exact_retries_only() -> None:
+    log, _ = tiny_log()
+    doubled = pd.concat([log, log.iloc[[1, 3]]])
+    clean, removed = features.clean_impressions(doubled)
+    assert removed == 2 and len(clean) == len(log)
+    assert clean["timestamp"].is_monotonic_increasing
+
+
+def training_like_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({name: rng.random(n) for name in features.NUMERIC_FEATURES})
+    for name, values in {"topic": ["pets", "food"], "media_type": ["text", "video"], "device": ["ios", "web"],
+                         "source": ["friend", "follow"], "country": ["US", "DE"], "weekday": ["Monday"]}.items():
+        table[name] = rng.choice(values, n)
+    table["age"] = rng.integers(18, 70, n).astype(float)
+    return table
+
+
+def test_unseen_categories_encode_as_zeros() -> None:
+    pipeline = features.feature_pipeline().fit(training_like_table())
+    row = training_like_table(1, seed=1).assign(device="tablet", topic="knitting")
+    encoded = pd.DataFrame(pipeline.transform(row), columns=pipeline.get_feature_names_out())
+    assert encoded.filter(regex="^device_").eq(0).all(axis=None)
+    assert encoded.filter(regex="^topic_").eq(0).all(axis=None)
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median", "indicator"])
+def test_all_missing_age_keeps_the_columns(strategy: str) -> None:
+    table = training_like_table()
+    complete = features.feature_pipeline(age=strategy).fit(table)
+    empty = features.feature_pipeline(age=strategy).fit(table.assign(age=np.nan))
+    assert empty.transform(table).shape == complete.transform(table).shape
+    assert np.isfinite(empty.transform(table.assign(age=np.nan))).all()
+
+
+def test_missing_indicator_adds_a_column_and_bad_strategy_is_refused() -> None:
+    table = training_like_table().assign(age=lambda t: t["age"].mask(t.index % 3 == 0))
+    median = features.feature_pipeline(age="median").fit(table)
+    indicator = features.feature_pipeline(age="indicator").fit(table)
+    assert len(indicator.get_feature_names_out()) == len(median.get_feature_names_out()) + 1
+    none = features.feature_pipeline(age="none").fit(table)
+    assert "age" not in none.get_feature_names_out()
+    with pytest.raises(ValueError, match="age='zero' is invalid"):
+        features.feature_pipeline(age="zero")
+
+
+def test_weekly_split_and_smoothing() -> None:
+    split = features.weekly_split("2026-01-05")
+    stamps = pd.Series(pd.to_datetime(["2026-01-05", "2026-01-18 23:59", "2026-01-19", "2026-01-26"], format="ISO8601"))
+    assert split.assign(stamps).tolist() == ["train", "train", "valid", "test"]
+    with pytest.raises(ValueError, match="train_weeks"):
+        features.weekly_split("2026-01-05", train_weeks=0)
+    rate = features.smoothed_rate(pd.Series([0.0, 1.0, 100.0]), pd.Series([0.0, 1.0, 100.0]), 0.1)
+    assert rate.tolist() == pytest.approx([0.1, 2 / 11, 101 / 110])
+
+
+def test_text_vectors_learn_only_past_vocabulary() -> None:
+    posts = pd.DataFrame({"post_id": range(6), "created_at": [T0] * 4 + [T0 + pd.Timedelta(days=9)] * 2,
+                          "text": ["puppy kitten vet", "puppy vet leash", "election senate vote",
+                                   "vote senate ballot", "quantum quasar", None]})
+    vectors = features.text_vectors(posts, fit_until=T0 + pd.Timedelta(days=1), dimensions=2)
+    assert vectors.shape == (6, 2)
+    assert np.allclose(vectors.loc[4], 0) and np.allclose(vectors.loc[5], 0)  # unknown words, no text
+    assert features.nearest_neighbours(vectors.to_numpy(), 0, k=1).tolist() == [1]
+
+
+def test_feature_table_serves_any_request_like_a_training_row() -> None:
+    world = simulate(WorldConfig.at_scale("small", seed=4))
+    users, _ = features.clean_users(world.users)
+    log, _ = features.clean_impressions(world.impressions)
+    rows = log.iloc[[100, 5000, 20000]]
+    as_training = features.feature_table(log, log, world.posts, users, world.edges).loc[rows.index]
+    request = rows[["user_id", "post_id", "timestamp", "device", "position", "source"]]
+    as_serving = features.feature_table(request, log, world.posts, users, world.edges)
+    shared = [c for c in as_serving.columns if c not in (*REACTIONS, "dwell_seconds")]
+    pd.testing.assert_frame_equal(as_serving[shared], as_training[shared])
+    with pytest.raises(ValueError, match="requests is missing columns"):
+        features.point_in_time_aggregates(request.drop(columns="timestamp"), log, world.posts)
