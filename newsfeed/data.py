@@ -69,3 +69,9 @@ def load_world(scale: str = "default", seed: int = 0, data_dir: str | Path | Non
     generated = simulate(WorldConfig.at_scale(scale, seed=seed))
     save_world(generated, folder)
     return generated
+
+
+def artifacts_folder(scale: str = "default", seed: int = 0, data_dir: str | Path | None = None) -> Path:
+    """Where trained models for the world of ``scale`` and ``seed`` are cached (inside the world's folder, so a
+    regenerated world never meets models trained on an older one)."""
+    return world_folder(DATA_DIR if data_dir is None else data_dir, scale, seed) / "models"

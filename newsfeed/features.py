@@ -91,21 +91,27 @@ def clean_impressions(impressions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 # --------------------------------------------------------------------------------------------------------
 # Point-in-time aggregates
 # --------------------------------------------------------------------------------------------------------
-def _as_of(requests: pd.DataFrame, log: pd.DataFrame, keys: list[str], values: dict[str, pd.Series],
-           prefix: str) -> pd.DataFrame:
-    """For each request row, the sums of ``values`` over log rows with the same ``keys`` strictly before the
-    request's ``timestamp``. Missing history gives 0."""
+def _cumulative(log: pd.DataFrame, keys: list[str], values: dict[str, pd.Series]) -> pd.DataFrame:
+    """Running sums of ``values`` per ``keys`` over a time-sorted log: the table an as-of join reads."""
     cumulative = log[keys + ["timestamp"]].copy()
     for name, series in values.items():
         cumulative[name] = series.to_numpy()
     cumulative = cumulative.sort_values("timestamp", kind="stable")
     for name in values:
         cumulative[name] = cumulative.groupby(keys, sort=False)[name].cumsum()
+    return cumulative
+
+
+def _as_of(requests: pd.DataFrame, cumulative: pd.DataFrame, keys: list[str], prefix: str) -> pd.DataFrame:
+    """For each request row, the running sums of the last log row with the same ``keys`` strictly before the
+    request's ``timestamp``. Missing history gives 0."""
     left = requests[keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
+    left["timestamp"] = left["timestamp"].astype(cumulative["timestamp"].dtype)  # any datetime resolution
     joined = pd.merge_asof(left, cumulative, on="timestamp", by=keys, allow_exact_matches=False,
                            direction="backward")
+    values = [c for c in cumulative.columns if c not in (*keys, "timestamp")]
     joined = joined.set_index("index").reindex(requests.index)
-    return joined[list(values)].fillna(0.0).add_prefix(prefix)
+    return joined[values].fillna(0.0).add_prefix(prefix)
 
 
 def _hours(times: pd.Series, origin: pd.Timestamp) -> pd.Series:
@@ -113,46 +119,84 @@ def _hours(times: pd.Series, origin: pd.Timestamp) -> pd.Series:
     return (times - origin) / pd.Timedelta(hours=1)
 
 
+class History:
+    """The running sums of an impression log (and of who wrote which post), ready for as-of joins.
+
+    Building it sorts and accumulates the log once; ``aggregates`` then answers any batch of requests with
+    joins only, which is what a ranker calling it for every feed request needs. Per post, per author, per user,
+    per (user, author), per (user, topic) and per (user, media type): impressions and reactions logged before
+    the request; the (user, author) engagement also exponentially decayed with ``decay_hours``. From the posts:
+    how many posts the user wrote before the request, and how many about its topic.
+    """
+
+    def __init__(self, log: pd.DataFrame, posts: pd.DataFrame, decay_hours: float = AFFINITY_DECAY_HOURS) -> None:
+        self.post_info = posts.set_index("post_id")[["author_id", "topic", "media_type"]]
+        # What never changes about a post, computed once rather than per request batch.
+        self.post_static = posts.set_index("post_id")[["author_id", "topic", "media_type", "created_at"]].assign(
+            has_text=posts["text"].notna().to_numpy(dtype=float),
+            n_hashtags=posts["hashtags"].fillna("").str.split().str.len().to_numpy(dtype=float))
+        self.decay_hours = decay_hours
+        log = log.join(self.post_info, on="post_id")
+        engaged = engagement_score(log).clip(lower=0.0)
+        one = pd.Series(1.0, index=log.index)
+        reactions = {r: log[r].astype(float) for r in REACTIONS}
+        self.origin = log["timestamp"].min() if len(log) else pd.Timestamp("2000-01-01")
+        growth = np.exp(_hours(log["timestamp"], self.origin).to_numpy() / decay_hours)
+        clicks_likes = {"click": reactions["click"], "like": reactions["like"]}
+        written = posts.rename(columns={"author_id": "user_id", "created_at": "timestamp"})
+        wrote = pd.Series(1.0, index=written.index)
+        specs = [
+            (log, ["post_id"], {"impressions": one, "engagement": engaged, **reactions}, "post_"),
+            (log, ["author_id"], {"impressions": one, "engagement": engaged}, "author_"),
+            (log, ["user_id"], {"impressions": one, "engagement": engaged, **clicks_likes,
+                                "dwell": log["dwell_seconds"]}, "user_"),
+            (log, ["user_id", "author_id"], {"impressions": one, "engagement": engaged,
+                                             "engagement_growth": engaged * growth}, "user_author_"),
+            (log, ["user_id", "topic"], {"impressions": one, "engagement": engaged, **clicks_likes}, "user_topic_"),
+            (log, ["user_id", "media_type"], {"impressions": one, "engagement": engaged}, "user_media_"),
+            (written, ["user_id"], {"posts": wrote}, "user_written_"),
+            (written, ["user_id", "topic"], {"posts": wrote}, "user_written_topic_"),
+        ]
+        self.tables = [(keys, _cumulative(source, keys, values), prefix) for source, keys, values, prefix in specs]
+        self.last_events = [table["timestamp"].max() if len(table) else pd.Timestamp.min
+                            for _, table, _ in self.tables]
+        self._totals: list[pd.DataFrame] | None = None
+
+    def _totals_by_key(self) -> list[pd.DataFrame]:
+        """Each table's final running sums per key: the answer for any request after the last event."""
+        if self._totals is None:
+            self._totals = [table.groupby(keys).last().drop(columns="timestamp") for keys, table, _ in self.tables]
+        return self._totals
+
+    def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """History features for (user_id, post_id, timestamp) requests, in their row order."""
+        needed = {"user_id", "post_id", "timestamp"}
+        if missing := needed - set(requests.columns):
+            raise ValueError(f"requests is missing columns {sorted(missing)}: requests need user_id, post_id, "
+                             "timestamp")
+        req = requests[["user_id", "post_id", "timestamp"]].join(self.post_info, on="post_id")
+        first_request = req["timestamp"].min() if len(req) else pd.Timestamp.min
+        parts = []
+        for (keys, table, prefix), totals, last in zip(self.tables, self._totals_by_key(), self.last_events,
+                                                      strict=True):
+            if first_request > last:
+                # Every request comes after this table's last event (serving from a snapshot): the as-of join
+                # reduces to a lookup of each key's totals, much faster for many small batches.
+                where = pd.MultiIndex.from_frame(req[keys]) if len(keys) > 1 else pd.Index(req[keys[0]])
+                parts.append(totals.reindex(where).fillna(0.0).set_axis(req.index).add_prefix(prefix))
+            else:
+                parts.append(_as_of(req, table, keys, prefix))
+        out = pd.concat(parts, axis=1)
+        shrink = np.exp(-_hours(req["timestamp"], self.origin).to_numpy() / self.decay_hours)
+        out["user_author_engagement_decayed"] = out.pop("user_author_engagement_growth") * shrink
+        return out
+
+
 def point_in_time_aggregates(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame,
                              decay_hours: float = AFFINITY_DECAY_HOURS) -> pd.DataFrame:
-    """History features for (user_id, post_id, timestamp) requests, from a clean impression log and the posts.
-
-    Per post, per author, per user, per (user, author), per (user, topic) and per (user, media type):
-    impressions and reactions logged before the request; the (user, author) engagement also exponentially
-    decayed with ``decay_hours``. And from the posts table: how many posts the user wrote before the request,
-    and how many about the request's topic (people post about what interests them).
-    """
-    needed = {"user_id", "post_id", "timestamp"}
-    if missing := needed - set(requests.columns):
-        raise ValueError(f"requests is missing columns {sorted(missing)}: requests need user_id, post_id, timestamp")
-    post_info = posts.set_index("post_id")[["author_id", "topic", "media_type"]]
-    log = log.join(post_info, on="post_id")
-    req = requests[["user_id", "post_id", "timestamp"]].join(post_info, on="post_id")
-    engaged = engagement_score(log).clip(lower=0.0)
-    one = pd.Series(1.0, index=log.index)
-    reactions = {r: log[r].astype(float) for r in REACTIONS}
-    origin = log["timestamp"].min() if len(log) else pd.Timestamp("2000-01-01")
-    growth = np.exp(_hours(log["timestamp"], origin).to_numpy() / decay_hours)
-    clicks_likes = {"click": reactions["click"], "like": reactions["like"]}
-    written = posts.rename(columns={"author_id": "user_id", "created_at": "timestamp"})
-    wrote = pd.Series(1.0, index=written.index)
-    parts = [
-        _as_of(req, log, ["post_id"], {"impressions": one, "engagement": engaged, **reactions}, "post_"),
-        _as_of(req, log, ["author_id"], {"impressions": one, "engagement": engaged}, "author_"),
-        _as_of(req, log, ["user_id"], {"impressions": one, "engagement": engaged, **clicks_likes,
-                                       "dwell": log["dwell_seconds"]}, "user_"),
-        _as_of(req, log, ["user_id", "author_id"], {"impressions": one, "engagement": engaged,
-                                                    "engagement_growth": engaged * growth}, "user_author_"),
-        _as_of(req, log, ["user_id", "topic"], {"impressions": one, "engagement": engaged, **clicks_likes},
-               "user_topic_"),
-        _as_of(req, log, ["user_id", "media_type"], {"impressions": one, "engagement": engaged}, "user_media_"),
-        _as_of(req, written, ["user_id"], {"posts": wrote}, "user_written_"),
-        _as_of(req, written, ["user_id", "topic"], {"posts": wrote}, "user_written_topic_"),
-    ]
-    out = pd.concat(parts, axis=1)
-    shrink = np.exp(-_hours(req["timestamp"], origin).to_numpy() / decay_hours)
-    out["user_author_engagement_decayed"] = out.pop("user_author_engagement_growth") * shrink
-    return out
+    """History features for (user_id, post_id, timestamp) requests from a clean impression log and the posts:
+    ``History(log, posts).aggregates(requests)``, for one-off use."""
+    return History(log, posts, decay_hours).aggregates(requests)
 
 
 def smoothed_rate(count: pd.Series, exposures: pd.Series, prior_rate: float | pd.Series,
@@ -182,28 +226,31 @@ LABELS: tuple[str, ...] = (*REACTIONS, "dwell_seconds")
 
 
 def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame, users: pd.DataFrame,
-                  edges: pd.DataFrame) -> pd.DataFrame:
+                  edges: pd.DataFrame, history: History | None = None) -> pd.DataFrame:
     """Features for ranking requests (``user_id``, ``post_id``, ``timestamp``, ``device``, ``position``,
     ``source``), computed point-in-time from a clean log and cleaned users.
 
     Training rows are the log's own impressions (``requests = log``); serving rows are candidates at request
-    time (``position = 1``). Label columns present in ``requests`` are carried along.
+    time (``position = 1``). Label columns present in ``requests`` are carried along. Pass a ``History`` of
+    ``log`` to answer many batches of requests without re-accumulating the log each time.
     """
-    pit = point_in_time_aggregates(requests, log, posts)
-    post = posts.set_index("post_id")
-    author_id = requests["post_id"].map(post["author_id"])
+    history = history if history is not None else History(log, posts)
+    pit = history.aggregates(requests)
+    post = history.post_static.reindex(requests["post_id"])
+    author_id = pd.Series(post["author_id"].to_numpy(), index=requests.index)
     table = pd.DataFrame(index=requests.index)
     for column in ("user_id", "post_id", "timestamp", "device", "position", "source"):
         table[column] = requests[column]
-    if "impression_id" in requests.columns:
-        table.insert(0, "impression_id", requests["impression_id"])
+    for column in ("session_id", "impression_id"):  # identifiers of logged rows, carried along
+        if column in requests.columns:
+            table.insert(0, column, requests[column])
     table["author_id"] = author_id
-    table["topic"] = requests["post_id"].map(post["topic"])
-    table["media_type"] = requests["post_id"].map(post["media_type"])
-    created_at = requests["post_id"].map(post["created_at"])
-    table["post_age_hours"] = ((requests["timestamp"] - created_at) / pd.Timedelta(hours=1)).clip(lower=0)
-    table["has_text"] = requests["post_id"].map(post["text"].notna()).astype(float)
-    table["n_hashtags"] = requests["post_id"].map(post["hashtags"].str.split().str.len()).fillna(0)
+    table["topic"] = post["topic"].to_numpy()
+    table["media_type"] = post["media_type"].to_numpy()
+    table["post_age_hours"] = ((requests["timestamp"].to_numpy() - post["created_at"].to_numpy())
+                               / pd.Timedelta(hours=1)).clip(min=0)
+    table["has_text"] = post["has_text"].to_numpy()
+    table["n_hashtags"] = post["n_hashtags"].to_numpy()
 
     account = users.set_index("user_id")
     table["author_is_page"] = (author_id.map(account["account_type"]) == "page").astype(float)
@@ -325,6 +372,7 @@ class Dataset:
     split: pd.Series
     users: pd.DataFrame
     log: pd.DataFrame
+    text: pd.DataFrame  # each post's text embedding, indexed by post_id
 
     def part(self, *names: str) -> pd.DataFrame:
         """The rows of the named splits (``"train"``, ``"valid"``, ``"test"``)."""
@@ -334,13 +382,22 @@ class Dataset:
         return self.table[self.split.isin(names)]
 
 
-def build_dataset(world: World, split: TimeSplit | None = None) -> Dataset:
-    """Clean the world's tables and compute every feature point-in-time: the table chapters 4–7 train on."""
+#: Text-embedding columns ``build_dataset`` adds (see ``text_vectors``).
+TEXT_FEATURES: tuple[str, ...] = tuple(f"text_{i}" for i in range(16))
+#: The numeric inputs of the book's models: the feature table's numbers and the text embedding.
+MODEL_NUMERIC_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + TEXT_FEATURES
+
+
+def build_dataset(world: World, split: TimeSplit | None = None, seed: int = 0) -> Dataset:
+    """Clean the world's tables, compute every feature point-in-time and join each post's text embedding
+    (fitted on the training weeks' posts): the table chapters 4–7 train on."""
     users, _ = clean_users(world.users)
     log, _ = clean_impressions(world.impressions)
-    table = feature_table(log, log, world.posts, users, world.edges)
     split = split if split is not None else weekly_split(world.config.start)
-    return Dataset(table=table, split=split.assign(table["timestamp"]), users=users, log=log)
+    table = feature_table(log, log, world.posts, users, world.edges)
+    text = text_vectors(world.posts, fit_until=split.train_end, dimensions=len(TEXT_FEATURES), seed=seed)
+    table = table.join(text, on="post_id")
+    return Dataset(table=table, split=split.assign(table["timestamp"]), users=users, log=log, text=text)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -128,3 +128,23 @@ def top_share(values: np.ndarray, top_fraction: float = 0.01) -> float:
     values = np.sort(np.asarray(values, dtype=float))[::-1]
     count = max(1, int(round(top_fraction * len(values))))
     return float(values[:count].sum() / values.sum()) if values.sum() > 0 else 0.0
+
+
+def reaction_report(labels: pd.DataFrame, probabilities: pd.DataFrame,
+                    reactions: tuple[str, ...] = ("click", "like", "comment", "share", "hide")) -> pd.DataFrame:
+    """Per reaction: ROC-AUC, PR-AUC (average precision), log loss, and calibration (mean predicted over
+    observed rate; 1 is calibrated). ``probabilities`` has a ``p_<reaction>`` column per reaction."""
+    from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+    rows = {}
+    for reaction in reactions:
+        y = labels[reaction].to_numpy()
+        p = np.clip(probabilities[f"p_{reaction}"].to_numpy(dtype=float), 1e-7, 1 - 1e-7)
+        rows[reaction] = {"ROC-AUC": roc_auc_score(y, p), "PR-AUC": average_precision_score(y, p),
+                          "log loss": log_loss(y, p, labels=[0, 1]), "calibration": p.mean() / max(y.mean(), 1e-12)}
+    return pd.DataFrame(rows).T
+
+
+def share_of_lift(value: float | pd.Series, random: float | pd.Series, oracle: float | pd.Series) -> float | pd.Series:
+    """How much of the oracle's improvement over random a model captures: 0 is random, 1 the oracle."""
+    return (value - random) / (oracle - random)

@@ -156,3 +156,17 @@ def test_feature_table_serves_any_request_like_a_training_row() -> None:
     pd.testing.assert_frame_equal(as_serving[shared], as_training[shared])
     with pytest.raises(ValueError, match="requests is missing columns"):
         features.point_in_time_aggregates(request.drop(columns="timestamp"), log, world.posts)
+
+
+def test_snapshot_lookup_equals_the_as_of_join() -> None:
+    world = simulate(WorldConfig.at_scale("small", seed=4))
+    log, _ = features.clean_impressions(world.impressions)
+    cutoff = pd.Timestamp("2026-01-26")
+    before = log[log["timestamp"] < cutoff]
+    later = log[log["timestamp"] >= cutoff].sample(400, random_state=1)
+    snapshot = features.History(before, world.posts).aggregates(later)  # every request after the log
+    as_of = features.History(log, world.posts).aggregates(later.assign(timestamp=cutoff - pd.Timedelta("1ms")))
+    as_of["user_written_posts"] = snapshot["user_written_posts"]  # posts keep being written after the cutoff
+    as_of["user_written_topic_posts"] = snapshot["user_written_topic_posts"]
+    decayed = "user_author_engagement_decayed"  # decays with the request time, so compare the rest exactly
+    pd.testing.assert_frame_equal(snapshot.drop(columns=decayed), as_of.drop(columns=decayed), check_exact=False)
