@@ -126,7 +126,7 @@ class WorldConfig:
     start: str = "2026-01-05"
     sessions_per_day: float = 0.6
     passive_share: float = 0.3
-    interest_concentration: float = 1.2
+    interest_concentration: float = 0.6
     new_user_share: float = 0.08
     mean_friends: float = 14.0
     mean_follows: float = 5.0

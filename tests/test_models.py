@@ -1,0 +1,95 @@
+"""Rankers: calibration correction, the common interface, determinism, cold start, caching, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from newsfeed import features, models
+from newsfeed.world import WorldConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def dataset() -> features.Dataset:
+    return features.build_dataset(simulate(WorldConfig.at_scale("small", seed=2)))
+
+
+def tiny_network(**overrides: object) -> models.MultiTask:
+    config = models.MultiTaskConfig(hidden=(32,), embedding_dim=4, max_epochs=3, **overrides)
+    return models.MultiTask(config, progress=None)
+
+
+def test_negative_sampling_correction_inverts_the_odds_shift() -> None:
+    true = np.array([0.001, 0.05, 0.5])
+    rate = 0.1
+    inflated = true / (true + (1 - true) * rate)  # what a model sees with 10% of negatives
+    np.testing.assert_allclose(models.correct_for_negative_sampling(inflated, rate), true)
+    assert models.correct_for_negative_sampling(np.array([0.3]), 1.0)[0] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="negative_rate=0 is invalid"):
+        models.correct_for_negative_sampling(true, 0)
+
+
+def test_downsampling_keeps_every_positive(dataset: features.Dataset) -> None:
+    train = dataset.part("train")
+    kept = models.downsample_negatives(train, "share", 0.2, seed=1)
+    assert kept["share"].sum() == train["share"].sum()
+    negatives = (train["share"] == 0).sum()
+    assert abs((kept["share"] == 0).sum() - 0.2 * negatives) < 5 * np.sqrt(0.2 * 0.8 * negatives)
+
+
+@pytest.mark.parametrize("ranker", [models.Chronological(), models.Popularity(), models.logistic_regression()],
+                         ids=lambda r: r.name)
+def test_every_ranker_predicts_each_reaction_per_row(dataset: features.Dataset, ranker: models.Ranker) -> None:
+    valid = dataset.part("valid")
+    predicted = ranker.fit(dataset.part("train")).predict(valid)
+    assert list(predicted.columns) == list(models.PROBABILITY_COLUMNS)
+    assert predicted.index.equals(valid.index)
+    assert np.isfinite(ranker.score(valid)).all()
+
+
+def test_learned_models_beat_popularity_and_are_calibrated(dataset: features.Dataset) -> None:
+    train, valid = dataset.part("train"), dataset.part("valid")
+    popularity = models.Popularity().fit(train).predict(valid)
+    boosted = models.gradient_boosting(trees=60).fit(train).predict(valid)
+    assert roc_auc_score(valid["like"], boosted["p_like"]) > roc_auc_score(valid["like"], popularity["p_like"]) + 0.1
+    assert boosted["p_like"].mean() == pytest.approx(valid["like"].mean(), rel=0.2)  # corrected for sampling
+
+
+def test_network_is_deterministic_learns_and_serves_new_users(dataset: features.Dataset) -> None:
+    train, valid = dataset.part("train"), dataset.part("valid")
+    first = tiny_network().fit(train, valid)
+    second = tiny_network().fit(train, valid)
+    pd.testing.assert_frame_equal(first.predict(valid), second.predict(valid))
+    assert [h["epoch"] for h in first.history] == list(range(1, len(first.history) + 1))
+    assert roc_auc_score(valid["like"], first.predict(valid)["p_like"]) > 0.75
+    stranger = valid.head(3).assign(user_id=10**9, author_id=10**9, topic="knitting")
+    assert np.isfinite(first.predict(stranger).to_numpy()).all()
+    assert first.n_parameters > 0 and (first.predict_dwell(valid.head(5)) > 0).all()
+
+
+def test_position_is_explained_not_served(dataset: features.Dataset) -> None:
+    network = tiny_network().fit(dataset.part("train"))
+    rows = dataset.part("valid").head(50)
+    low, top = network.predict(rows.assign(position=10)), network.predict(rows.assign(position=1))
+    assert (top["p_click"] > low["p_click"]).mean() > 0.9  # the tower learned position bias
+    np.testing.assert_allclose(network.score(rows.assign(position=10)), network.score(rows))
+
+
+@pytest.mark.parametrize(("overrides", "name"), [({"dropout": 1.5}, "dropout"), ({"max_epochs": 0}, "max_epochs"),
+                                                 ({"task_weights": {"click": 1.0}}, "task_weights")])
+def test_bad_network_config_is_refused(overrides: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name}=.* is invalid"):
+        models.MultiTask(models.MultiTaskConfig(**overrides))
+
+
+def test_final_network_is_cached(tmp_path: Path, dataset: features.Dataset) -> None:
+    config = models.MultiTaskConfig(hidden=(16,), embedding_dim=4, max_epochs=2)
+    trained = models.final_multitask(dataset, tmp_path, epochs=1, config=config)
+    assert trained.config.max_epochs == 1 and len(list(tmp_path.glob("multitask-*.pt"))) == 1
+    loaded = models.final_multitask(dataset, tmp_path, config=config)
+    valid = dataset.part("valid")
+    pd.testing.assert_frame_equal(loaded.predict(valid), trained.predict(valid))
