@@ -1,0 +1,89 @@
+"""How good are the rankers? Every model of chapter 4, trained as shipped (weeks 1-3), on the test week,
+against the world's ground truth (the oracle) and random.
+
+    python benchmarks/ranking.py           # tables
+    python benchmarks/ranking.py --json    # one object: {"models": {NAME: {...}}, "oracle": {...}, "random": {...}}
+
+Metrics: "ndcg@10" is per-session nDCG@10 with the true expected weighted engagement (at the top of the feed) as
+relevance; "ndcg@10_logged" uses the logged weighted engagement instead (biased towards the legacy ranker's
+order); "auc_<reaction>" is ROC-AUC on the logged impressions; "auc_lift_share_<reaction>" is the share of the
+oracle's AUC lift over random (0.5) that a model captures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from newsfeed import features, models
+from newsfeed.data import artifacts_folder, load_world
+from newsfeed.metrics import engagement_score, ndcg_at_k
+from newsfeed.notebook import setup
+from newsfeed.world import REACTIONS
+
+
+def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.DataFrame, sessions: np.ndarray,
+             true_engagement: np.ndarray, logged_engagement: np.ndarray) -> dict[str, float]:
+    row = {"ndcg@10": ndcg_at_k(sessions, scores, true_engagement, 10),
+           "ndcg@10_logged": ndcg_at_k(sessions, scores, logged_engagement, 10)}
+    for reaction in REACTIONS:
+        column = probabilities[f"p_{reaction}"] if probabilities is not None else scores
+        row[f"auc_{reaction}"] = float(roc_auc_score(test[reaction], column))
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    setup(args.seed)
+    world = load_world("default", args.seed)
+    dataset = features.build_dataset(world, seed=args.seed)
+    test = dataset.part("test")
+    tick = time.perf_counter()
+    rankers = {**models.final_baselines(dataset, args.seed),
+               models.MultiTask.name: models.final_multitask(dataset, artifacts_folder("default", args.seed))}
+    train_seconds = time.perf_counter() - tick
+
+    sessions = test["session_id"].to_numpy()
+    top = (test["user_id"], test["post_id"], 1, test["timestamp"], test["device"])
+    true_engagement = engagement_score(world.probabilities(*top), prefix="p_").to_numpy()
+    logged_engagement = engagement_score(test).to_numpy()
+    truth = world.truth.impressions.set_index("impression_id").loc[test["impression_id"]].set_axis(test.index)
+
+    report: dict[str, object] = {"models": {}}
+    for name, ranker in rankers.items():
+        report["models"][name] = evaluate(ranker.score(test), ranker.predict(test), test, sessions,
+                                          true_engagement, logged_engagement)
+    report["oracle"] = evaluate(true_engagement, truth, test, sessions, true_engagement, logged_engagement)
+    rng = np.random.default_rng(args.seed)
+    random_scores = rng.random(len(test))
+    report["random"] = evaluate(random_scores, None, test, sessions, true_engagement, logged_engagement)
+    for row in report["models"].values():
+        for reaction in REACTIONS:
+            oracle_lift = report["oracle"][f"auc_{reaction}"] - 0.5
+            row[f"auc_lift_share_{reaction}"] = (row[f"auc_{reaction}"] - 0.5) / oracle_lift
+    report["test_impressions"] = len(test)
+    report["test_sessions"] = int(test["session_id"].nunique())
+    report["seconds_to_train_or_load"] = train_seconds
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    table = pd.DataFrame({**report["models"], "oracle": report["oracle"], "random": report["random"]}).T
+    print(f"Test week: {len(test):,} impressions in {report['test_sessions']:,} sessions; models trained on weeks 1-3")
+    columns = ["ndcg@10", "ndcg@10_logged", *(f"auc_{r}" for r in REACTIONS)]
+    print(table[columns].to_string(float_format="{:.4f}".format))
+    print("\nShare of the oracle's ROC-AUC lift over random:")
+    shares = pd.DataFrame(report["models"]).T[[f"auc_lift_share_{r}" for r in REACTIONS]]
+    print(shares.to_string(float_format="{:.3f}".format))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
