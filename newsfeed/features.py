@@ -254,8 +254,11 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame
 
     account = users.set_index("user_id")
     table["author_is_page"] = (author_id.map(account["account_type"]) == "page").astype(float)
-    followers = edges.groupby("target_id").size()
-    table["author_followers"] = author_id.map(followers).fillna(0)
+    # Followers as of the request: edges made later (a new user following a page tomorrow) are the future.
+    made = edges.rename(columns={"target_id": "author_id", "created_at": "timestamp"})
+    followed = _cumulative(made, ["author_id"], {"followers": pd.Series(1.0, index=made.index)})
+    asked = pd.DataFrame({"author_id": author_id, "timestamp": requests["timestamp"]})
+    table["author_followers"] = _as_of(asked, followed, ["author_id"], "")["followers"]
 
     base = ENGAGEMENT_PRIOR
     table["post_impressions"] = pit["post_impressions"]

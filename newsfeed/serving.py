@@ -100,7 +100,7 @@ class FeatureStore:
             static["post_id"].astype(int).tolist(), static["author_id"].astype(int).tolist(),
             static["topic"].astype(str).tolist(), static["media_type"].astype(str).tolist(), created.tolist(),
             static["has_text"].astype(float).tolist(), static["n_hashtags"].astype(float).tolist(), strict=True))
-        _write_graph(connection, edges)
+        _write_graph(connection, edges, snapshot)
         connection.commit()
         return cls(connection)
 
@@ -190,9 +190,9 @@ class FeatureStore:
         return _StoreView(self.aggregates(requests, static), static)
 
 
-def _write_graph(connection: sqlite3.Connection, edges: pd.DataFrame) -> None:
-    """The edge table (indexed by user) and the follower count per account, as ``feature_table`` counts it:
-    every edge pointing at the account."""
+def _write_graph(connection: sqlite3.Connection, edges: pd.DataFrame, snapshot: pd.Timestamp) -> None:
+    """The edge table (indexed by user) and the follower count per account as of ``snapshot``, as
+    ``feature_table`` counts it: every edge pointing at the account made before that time."""
     connection.execute("CREATE TABLE edges (user_id INTEGER, target_id INTEGER, edge_type TEXT, "
                        "created_at_ns INTEGER)")
     created = edges["created_at"].astype("datetime64[ns]").astype("int64")
@@ -201,7 +201,7 @@ def _write_graph(connection: sqlite3.Connection, edges: pd.DataFrame) -> None:
         edges["edge_type"].astype(str).tolist(), created.tolist(), strict=True))
     connection.execute("CREATE INDEX edges_user ON edges (user_id)")
     connection.execute("CREATE TABLE followers (target_id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-    counts = edges.groupby("target_id").size()
+    counts = edges[edges["created_at"] < snapshot].groupby("target_id").size()
     connection.executemany("INSERT INTO followers VALUES (?, ?)",
                            zip(counts.index.astype(int).tolist(), counts.astype(int).tolist(), strict=True))
 
@@ -402,15 +402,20 @@ class FeedServer:
         """Model features for the user's candidates at ``index.now``, read from the store and combined by
         ``features.feature_table`` (the training code)."""
         device = device if device is not None else self._devices.get(user)
+        own_edges = self.store.edges_of(user)
+        # The source feature as in training: a friend's or a followed page's post, or one from outside the graph.
+        authors = self.store.post_static(post_ids)["author_id"].reindex(post_ids).to_numpy()
+        relation = own_edges.drop_duplicates("target_id").set_index("target_id")["edge_type"]
+        source = pd.Series(authors).map(relation).fillna("discovery").astype("str").to_numpy()
         requests = pd.DataFrame({"user_id": user, "post_id": post_ids,
                                  "timestamp": pd.Series(self.index.now, index=range(len(post_ids))),
                                  "device": device if isinstance(device, str) else "web", "position": 1,
-                                 "source": "ranked"})
+                                 "source": source})
         view = self.store.view(requests)
         # feature_table reads the user's own edges for is_friend / is_follow; the follower counts it would
         # compute from the whole graph come from the store instead (a batch aggregate).
         table = features.feature_table(requests, None, None, self.users,  # type: ignore[arg-type]
-                                       self.store.edges_of(user), history=view)
+                                       own_edges, history=view)
         followers = self.store.followers(table["author_id"])
         table["author_followers"] = [followers.get(int(a), 0.0) for a in table["author_id"]]
         return table.join(self.text, on="post_id")

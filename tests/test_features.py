@@ -170,3 +170,16 @@ def test_snapshot_lookup_equals_the_as_of_join() -> None:
     as_of["user_written_topic_posts"] = snapshot["user_written_topic_posts"]
     decayed = "user_author_engagement_decayed"  # decays with the request time, so compare the rest exactly
     pd.testing.assert_frame_equal(snapshot.drop(columns=decayed), as_of.drop(columns=decayed), check_exact=False)
+
+
+def test_author_followers_count_only_earlier_edges() -> None:
+    log, posts = tiny_log()
+    users = pd.DataFrame({"user_id": [1, 2, 10], "account_type": ["person", "person", "page"],
+                          "age": [30.0, 40.0, np.nan], "country": ["US", "US", "US"],
+                          "signup_date": [T0 - pd.Timedelta(days=9)] * 3})
+    edges = pd.DataFrame({"user_id": [1, 2], "target_id": [10, 10], "edge_type": ["follow", "follow"],
+                          "created_at": [T0, T0 + pd.Timedelta(hours=2, minutes=30)]})
+    requests = log.assign(device="ios", position=1, source="follow")
+    table = features.feature_table(requests, log, posts, users, edges)
+    assert table["author_followers"].tolist() == [1, 1, 2, 2]
+    assert table["is_follow"].tolist() == [1, 0, 1, 1]  # user 2 followed at 2:30, after its 2:00 impression
