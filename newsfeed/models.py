@@ -411,13 +411,6 @@ def ranking_policy(ranker: Ranker, history: features.History, world_tables: Any,
 # --------------------------------------------------------------------------------------------------------
 # The book's rankers, trained once and cached
 # --------------------------------------------------------------------------------------------------------
-def default_rankers(seed: int = 0, progress: Callable[[str], None] | None = print) -> dict[str, Ranker]:
-    """The candidates of chapter 4's model selection, simplest first, with the book's hyperparameters."""
-    rankers: list[Ranker] = [Chronological(), Popularity(), logistic_regression(seed), gradient_boosting(seed),
-                             MultiTask(MultiTaskConfig(seed=seed), progress=progress)]
-    return {ranker.name: ranker for ranker in rankers}
-
-
 def _cache_key(dataset: features.Dataset, config: MultiTaskConfig) -> str:
     digest = hashlib.sha256()
     for source in (features.__file__, __file__, world.__file__):

@@ -25,12 +25,7 @@ from newsfeed.experiments import (
 )
 from newsfeed.framing import oracle_policy
 from newsfeed.metrics import engagement_score
-from newsfeed.world import World, WorldConfig, legacy_ranker, simulate
-
-
-@pytest.fixture(scope="module")
-def small() -> World:
-    return simulate(WorldConfig.at_scale("small", seed=1))
+from newsfeed.world import World, legacy_ranker
 
 
 @pytest.fixture(scope="module")

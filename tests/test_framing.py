@@ -10,12 +10,7 @@ import pytest
 
 from newsfeed.framing import feed_report, oracle_policy
 from newsfeed.metrics import engagement_score
-from newsfeed.world import Rollout, World, WorldConfig, legacy_ranker, simulate
-
-
-@pytest.fixture(scope="module")
-def small() -> World:
-    return simulate(WorldConfig.at_scale("small", seed=1))
+from newsfeed.world import Rollout, World, legacy_ranker
 
 
 @pytest.fixture(scope="module")

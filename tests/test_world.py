@@ -17,11 +17,6 @@ DATASHEET = Path(__file__).resolve().parent.parent / "data" / "README.md"
 
 
 @pytest.fixture(scope="module")
-def small() -> World:
-    return simulate(WorldConfig.at_scale("small", seed=1))
-
-
-@pytest.fixture(scope="module")
 def default() -> World:
     return simulate(WorldConfig())
 
