@@ -45,7 +45,7 @@ from scipy import stats
 
 from newsfeed.framing import REPORT_NAMES
 from newsfeed.metrics import engagement_score
-from newsfeed.world import REACTIONS, Policy, Rollout, World
+from newsfeed.world import REACTIONS, Policy, Rollout, World, _require  # one validation message format
 
 CONTROL, TREATMENT = "control", "treatment"
 ARMS: tuple[str, str] = (CONTROL, TREATMENT)
@@ -63,11 +63,6 @@ SRM_THRESHOLD = 0.001
 # --------------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------------
-def _require(name: str, value: Any, ok: bool, accepts: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is invalid: {name} accepts {accepts}")
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
