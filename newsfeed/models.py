@@ -279,7 +279,7 @@ class MultiTask(Ranker):
         self.progress = progress
 
     def _tensors(self, table: pd.DataFrame) -> list[Any]:
-        dense = torch.tensor(self.pipeline_.transform(table), dtype=torch.float32)
+        dense = torch.tensor(self.transform_.transform(table), dtype=torch.float32)
         ids = [torch.tensor(index(table[column])) for index, column in
                ((self.users_, "user_id"), (self.authors_, "author_id"), (self.topics_, "topic"))]
         position = table["position"].clip(upper=self.config.max_position).to_numpy(dtype=np.int64)
@@ -304,6 +304,9 @@ class MultiTask(Ranker):
         # Position reaches the network through its own tower only, not through the dense features.
         numeric = [name for name in features.MODEL_NUMERIC_FEATURES if name != "position"]
         self.pipeline_ = features.feature_pipeline(numeric=numeric).fit(train)
+        # The fitted pipeline as array arithmetic, used for training and serving alike: one code path, and a
+        # feed request does not pay scikit-learn's per-call overhead.
+        self.transform_ = features.CompiledTransform(self.pipeline_)
         self.users_, self.authors_ = _IdIndex(train["user_id"]), _IdIndex(train["author_id"])
         self.topics_ = _IdIndex(train["topic"])
         self.task_weights_ = torch.tensor([config.task_weights[r] for r in REACTIONS])

@@ -172,9 +172,9 @@ class FeatureStore:
         static = static if static is not None else self.post_static(requests["post_id"])
         post = static.reindex(requests["post_id"])
         columns: dict[str, list[Any]] = {
-            "user_id": [int(u) for u in requests["user_id"]], "post_id": [int(p) for p in requests["post_id"]],
-            "author_id": [int(a) for a in post["author_id"]], "topic": [str(t) for t in post["topic"]],
-            "media_type": [str(m) for m in post["media_type"]]}
+            "user_id": requests["user_id"].astype(int).tolist(), "post_id": requests["post_id"].astype(int).tolist(),
+            "author_id": post["author_id"].astype(int).tolist(), "topic": post["topic"].astype(str).tolist(),
+            "media_type": post["media_type"].astype(str).tolist()}
         out: dict[str, np.ndarray] = {}
         for keys, prefix, values in self.specs:
             out.update(self._lookup(keys, prefix, values, columns))
@@ -403,21 +403,22 @@ class FeedServer:
         ``features.feature_table`` (the training code)."""
         device = device if device is not None else self._devices.get(user)
         own_edges = self.store.edges_of(user)
+        static = self.store.post_static(post_ids)
+        authors = static["author_id"].reindex(post_ids).to_numpy()
         # The source feature as in training: a friend's or a followed page's post, or one from outside the graph.
-        authors = self.store.post_static(post_ids)["author_id"].reindex(post_ids).to_numpy()
         relation = own_edges.drop_duplicates("target_id").set_index("target_id")["edge_type"]
-        source = pd.Series(authors).map(relation).fillna("discovery").astype("str").to_numpy()
+        source = relation.reindex(authors).fillna("discovery").astype("str").to_numpy()
         requests = pd.DataFrame({"user_id": user, "post_id": post_ids,
                                  "timestamp": pd.Series(self.index.now, index=range(len(post_ids))),
                                  "device": device if isinstance(device, str) else "web", "position": 1,
                                  "source": source})
-        view = self.store.view(requests)
-        # feature_table reads the user's own edges for is_friend / is_follow; the follower counts it would
-        # compute from the whole graph come from the store instead (a batch aggregate).
+        view = _StoreView(self.store.aggregates(requests, static), static)
+        # feature_table reads the user's own edges for is_friend / is_follow; follower counts, a batch
+        # aggregate over the whole graph, come from the store.
+        counts = self.store.followers(authors)
+        followers = np.array([counts.get(int(a), 0.0) for a in authors.tolist()])
         table = features.feature_table(requests, None, None, self.users,  # type: ignore[arg-type]
-                                       own_edges, history=view)
-        followers = self.store.followers(table["author_id"])
-        table["author_followers"] = [followers.get(int(a), 0.0) for a in table["author_id"]]
+                                       own_edges, history=view, followers=followers)
         return table.join(self.text, on="post_id")
 
     def feed(self, user: int, limit: int = 10) -> pd.DataFrame:

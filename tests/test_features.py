@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,3 +185,35 @@ def test_author_followers_count_only_earlier_edges() -> None:
     table = features.feature_table(requests, log, posts, users, edges)
     assert table["author_followers"].tolist() == [1, 1, 2, 2]
     assert table["is_follow"].tolist() == [1, 0, 1, 1]  # user 2 followed at 2:30, after its 2:00 impression
+    with pytest.raises(ValueError, match="followers has 1 values, which is invalid"):
+        features.feature_table(requests, log, posts, users, edges, followers=np.ones(1))
+    given = features.feature_table(requests, log, posts, users, edges, followers=np.array([5, 6, 7, 8]))
+    assert given["author_followers"].tolist() == [5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median", "indicator", "none"])
+def test_compiled_transform_equals_the_fitted_pipeline(strategy: str) -> None:
+    train = training_like_table().assign(age=lambda t: t["age"].mask(t.index % 4 == 0))
+    train.loc[train.index % 50 == 1, "topic"] = "rare"  # below min_frequency: the infrequent column
+    train.loc[train.index % 7 == 2, "country"] = np.nan  # a missing category is a category
+    pipeline = features.feature_pipeline(age=strategy).fit(train)
+    compiled = features.CompiledTransform(pipeline)
+    served = training_like_table(60, seed=2)
+    served.loc[:9, "device"] = "tablet"  # unseen: all zeros
+    served.loc[10:19, "topic"] = "rare"
+    served.loc[20:29, "country"] = np.nan
+    served.loc[30:39, "age"] = np.nan
+    assert compiled.n_features_out == pipeline.transform(served).shape[1]
+    assert np.array_equal(compiled.transform(served), pipeline.transform(served))
+    restored = pickle.loads(pickle.dumps(compiled))  # it travels inside a saved model
+    assert np.array_equal(restored.transform(served), pipeline.transform(served))
+
+
+def test_compiled_transform_refuses_what_it_cannot_reproduce() -> None:
+    with pytest.raises(ValueError, match="accepts a fitted ColumnTransformer"):
+        features.CompiledTransform(features.feature_pipeline())
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import MinMaxScaler
+    odd = ColumnTransformer([("minmax", MinMaxScaler(), ["age"])]).fit(training_like_table())
+    with pytest.raises(TypeError, match="step=MinMaxScaler"):
+        features.CompiledTransform(odd)
