@@ -52,3 +52,14 @@ def test_chapter_is_stored_executed_without_errors(path: Path) -> None:
     assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
     setup = "".join(code[0]["source"])
     assert "setup(" in setup and "SEED" in setup, "the first code cell is the setup cell with the parameters"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_world_scale_is_a_reader_parameter(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    if not any("load_world(" in source or "simulate(" in source for source in code):
+        return
+    setup = next(source for source in code if source.strip())
+    assert re.search(r"^SCALE = ", setup, re.M), "a chapter that builds a world takes its scale from SCALE"
+    assert not any(re.search(r"(scale=|at_scale\()\"", source) for source in code), "no hard-coded scale"

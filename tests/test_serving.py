@@ -115,8 +115,6 @@ def test_quantized_network_scores_close(setting: tuple) -> None:
 
 
 def test_web_service(setting: tuple) -> None:
-    pytest.importorskip("fastapi")
-    pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
 
     _, _, server = setting
