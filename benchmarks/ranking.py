@@ -3,11 +3,14 @@ against the world's ground truth (the oracle) and random.
 
     python benchmarks/ranking.py           # tables
     python benchmarks/ranking.py --json    # one object: {"models": {NAME: {...}}, "oracle": {...}, "random": {...}}
+    python benchmarks/ranking.py --seeds 0 1 2   # also the network retrained with each seed: how much is noise?
 
 Metrics: "ndcg@10" is per-session nDCG@10 with the true expected weighted engagement (at the top of the feed) as
 relevance; "ndcg@10_logged" uses the logged weighted engagement instead (biased towards the legacy ranker's
 order); "auc_<reaction>" is ROC-AUC on the logged impressions; "auc_lift_share_<reaction>" is the share of the
-oracle's AUC lift over random (0.5) that a model captures.
+oracle's AUC lift over random (0.5) that a model captures. With ``--seeds``, the report gains "network_seeds":
+the network's metrics for each training seed (same world, same data) and their mean and standard deviation,
+which is the yardstick for any difference between models in the third decimal.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.Da
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the world and of every model (default 0)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[],
+                        help="also retrain the network with each of these training seeds (about 40 s each)")
     args = parser.parse_args()
     setup(args.seed)
     world = load_world("default", args.seed)
@@ -65,10 +70,22 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     random_scores = rng.random(len(test))
     report["random"] = evaluate(random_scores, None, test, sessions, true_engagement, logged_engagement)
-    for row in report["models"].values():
+    seeded = {}
+    for seed in args.seeds:
+        config = models.MultiTaskConfig(seed=seed)
+        folder = artifacts_folder("default", args.seed)  # the shipped network's seed reuses its cache
+        folder = folder if config == models.MultiTaskConfig() else folder / "seeds" / f"seed{seed}"
+        network = models.final_multitask(dataset, folder, config=config)
+        seeded[seed] = evaluate(network.score(test), network.predict(test), test, sessions, true_engagement,
+                                logged_engagement)
+    for row in [*report["models"].values(), *seeded.values()]:
         for reaction in REACTIONS:
             oracle_lift = report["oracle"][f"auc_{reaction}"] - 0.5
             row[f"auc_lift_share_{reaction}"] = (row[f"auc_{reaction}"] - 0.5) / oracle_lift
+    if seeded:
+        spread = pd.DataFrame(seeded).T
+        report["network_seeds"] = {"per_seed": {str(k): v for k, v in seeded.items()},
+                                   "mean": spread.mean().to_dict(), "std": spread.std(ddof=1).to_dict()}
     report["test_impressions"] = len(test)
     report["test_sessions"] = int(test["session_id"].nunique())
     report["seconds_to_train_or_load"] = train_seconds
@@ -82,6 +99,13 @@ def main() -> int:
     print("\nShare of the oracle's ROC-AUC lift over random:")
     shares = pd.DataFrame(report["models"]).T[[f"auc_lift_share_{r}" for r in REACTIONS]]
     print(shares.to_string(float_format="{:.3f}".format))
+    if seeded:
+        columns = ["ndcg@10", "auc_lift_share_click", "auc_lift_share_like"]
+        spread = pd.DataFrame(seeded).T[columns]
+        spread.index = [f"network, seed {seed}" for seed in spread.index]
+        spread.loc["mean"], spread.loc["standard deviation"] = spread.mean(), spread.std(ddof=1)
+        print("\nThe network retrained with other seeds (same world, same data):")
+        print(spread.to_string(float_format="{:.4f}".format))
     return 0
 
 
