@@ -25,7 +25,7 @@ test: $(STAMP)  ## lint, unit tests, and every chapter re-executed and compared 
 	$(BIN)/pytest
 
 execute: $(STAMP)  ## re-execute every chapter in place, to refresh stored outputs after a change
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 chapters/*.ipynb
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False chapters/*.ipynb
 
 lab: $(STAMP)  ## open the chapters in JupyterLab (token authentication stays on)
 	$(BIN)/jupyter lab chapters/

@@ -194,6 +194,31 @@ def split_policy(control: Policy, treatment: Policy, treated_users: npt.ArrayLik
     return score
 
 
+def epsilon_greedy(policy: Policy, epsilon: float, seed: int = 0) -> Policy:
+    """``policy`` with exploration: each session's feed is filled slot by slot from the top, each slot taking
+    a uniformly random remaining candidate with probability ``epsilon`` and the policy's best remaining one
+    otherwise. The returned scores encode that order (higher is shown first).
+
+    Exploration buys labels for posts the policy would never show, at the cost of some engagement now
+    (chapter 7 measures both). A production system also logs each shown post's probability of being shown,
+    so that later analyses can reweight the explored slots.
+    """
+    _require("epsilon", epsilon, _is_number(epsilon) and 0.0 <= epsilon <= 1.0, "a number from 0 to 1")
+    rng = np.random.default_rng(seed)
+
+    def score(candidates: pd.DataFrame) -> np.ndarray:
+        greedy = np.asarray(policy(candidates), dtype=float)
+        order = np.empty(len(candidates))
+        for rows in candidates.groupby("session_id", sort=False).indices.values():
+            queue = list(rows[np.argsort(-greedy[rows], kind="stable")])
+            for slot in range(len(rows)):
+                pick = int(rng.integers(len(queue))) if rng.random() < epsilon else 0
+                order[queue.pop(pick)] = -slot
+        return order
+
+    return score
+
+
 def per_user_metrics(rollout: Rollout, sessions: pd.DataFrame, arms: pd.Series) -> pd.DataFrame:
     """One row per user with a session in ``sessions``: the user's arm and each metric summed over the window.
 

@@ -545,7 +545,10 @@ def _rollout(world: World, policy: Policy, sessions: pd.DataFrame, rng: np.rando
     counters = {name: np.zeros(n_posts, dtype=np.int64) for name in ("impressions", "click", "like", "hide")}
     seen: dict[int, set[int]] = {}
     if history is not None and len(history):
-        hist = history.drop_duplicates("impression_id")
+        hist = history.drop_duplicates()  # logging retries repeat a row exactly
+        clash = hist["impression_id"][hist["impression_id"].duplicated()].unique()
+        _require("history", clash[:3].tolist(), not len(clash), "impressions whose impression_id is unique (a "
+                 "retried event may repeat its row exactly; renumber a rollout before appending it to a log)")
         np.add.at(counters["impressions"], hist["post_id"].to_numpy(), 1)
         for name in ("click", "like", "hide"):
             np.add.at(counters[name], hist["post_id"].to_numpy(), hist[name].to_numpy(dtype=np.int64))

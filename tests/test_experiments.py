@@ -17,6 +17,7 @@ from newsfeed.experiments import (
     assign_arms,
     compare_all,
     compare_arms,
+    epsilon_greedy,
     minimum_detectable_lift,
     run_ab_test,
     sample_ratio_mismatch,
@@ -222,3 +223,40 @@ def test_run_ab_test_rejects_a_share_that_empties_an_arm(small: World,
                                                          last_days: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     with pytest.raises(ValueError, match="^treatment_share="):
         run_ab_test(small, legacy_ranker(0), legacy_ranker(0), last_days[0], treatment_share=1.0)
+
+
+def candidate_rows(sessions: int = 40, per_session: int = 10) -> pd.DataFrame:
+    return pd.DataFrame({"session_id": np.repeat(np.arange(sessions), per_session),
+                         "quality": np.tile(np.arange(per_session, dtype=float), sessions)})
+
+
+def shown_order(scores: np.ndarray, rows: pd.DataFrame) -> list[list[float]]:
+    """Each session's candidates (by quality) in the order the scores show them."""
+    frame = rows.assign(score=scores).sort_values(["session_id", "score"], ascending=[True, False], kind="stable")
+    return frame.groupby("session_id")["quality"].apply(list).tolist()
+
+
+def test_epsilon_greedy_explores_the_share_it_is_asked_to() -> None:
+    rows = candidate_rows()
+    best_first = sorted(rows["quality"].unique(), reverse=True)
+    by_quality = lambda c: c["quality"].to_numpy()  # noqa: E731
+    greedy = shown_order(epsilon_greedy(by_quality, 0.0)(rows), rows)
+    assert all(order == best_first for order in greedy)  # epsilon 0 is the policy itself
+    explored = shown_order(epsilon_greedy(by_quality, 0.3, seed=1)(rows), rows)
+    first_slot_best = np.mean([order[0] == best_first[0] for order in explored])
+    assert 0.55 < first_slot_best < 0.9  # 1 - 0.3 + 0.3 / 10 = 0.73 expected
+    assert all(sorted(order) == sorted(best_first) for order in explored)  # a reordering: nothing dropped
+    again = shown_order(epsilon_greedy(by_quality, 0.3, seed=1)(rows), rows)
+    assert again == explored  # seeded
+    with pytest.raises(ValueError, match="epsilon=1.5 is invalid"):
+        epsilon_greedy(by_quality, 1.5)
+
+
+def test_rollout_refuses_a_history_whose_impression_ids_clash(small: World) -> None:
+    log = small.impressions
+    week = small.sessions.head(20)
+    clashing = pd.concat([log, log.head(5).assign(post_id=log["post_id"].head(5) + 1)])
+    with pytest.raises(ValueError, match="history=.* is invalid: history accepts impressions whose impression_id"):
+        small.rollout(legacy_ranker(0), week, seed=0, history=clashing)
+    retried = pd.concat([log, log.head(5)])  # an exact retry is fine
+    small.rollout(legacy_ranker(0), week, seed=0, history=retried)
