@@ -7,7 +7,8 @@ what quantization costs in quality on the test week.
                                            #  "requests", "stages": {...}, "quantized": {...}}
 
 Latencies are end to end unless under "stages"; "candidates" is the mean number ranked per request. The
-target is p99 <= 50 ms with >= 500 candidates.
+target is p99 <= 50 ms with >= 500 candidates, so the headline numbers time users whose feed request ranks at
+least 500; "any_warm_user" times a sample of all users with history, for reference.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from newsfeed.data import artifacts_folder, load_world
 from newsfeed.metrics import engagement_score, ndcg_at_k
 from newsfeed.notebook import setup
 from newsfeed.world import REACTIONS
+
+#: The issue's target: p99 <= 50 ms for requests that rank at least this many candidates.
+MIN_CANDIDATES = 500
 
 
 def quality(ranker: models.Ranker, test: pd.DataFrame, true_engagement: np.ndarray) -> dict[str, float]:
@@ -53,30 +57,41 @@ def main() -> int:
     network = models.final_multitask(dataset, artifacts_folder(args.scale, args.seed))
     server = serving.build_server(network, dataset, world.posts, world.edges)
     warm = sorted(u for u in server.known_users if not server.is_cold(u))
-    users = rng.choice(warm, size=args.requests, replace=len(warm) < args.requests)
+    # The target is for requests that rank at least MIN_CANDIDATES posts: time those users' feeds. Users with
+    # little recent engagement get fewer (no embedding candidates); their feeds are timed apart, for reference.
+    sizes = {u: len(server.index.candidates(u)) for u in warm}
+    large = [u for u in warm if sizes[u] >= MIN_CANDIDATES]
+    users = rng.choice(large, size=args.requests, replace=len(large) < args.requests)
+    everyone = rng.choice(warm, size=args.requests, replace=len(warm) < args.requests)
 
     test = dataset.part("test")
     true_engagement = engagement_score(world.probabilities(test["user_id"], test["post_id"], 1, test["timestamp"],
                                                            test["device"]), prefix="p_").to_numpy()
     result: dict[str, object] = {}
-    for name, ranker in (("float32", network), ("int8", serving.quantized(network))):
+    runs = (("float32", network, users), ("int8", serving.quantized(network), users),
+            ("float32, any warm user", network, everyone))
+    for name, ranker, sample in runs:
         server.ranker = ranker
-        table, counts = serving.measure_latency(server, users)
+        table, counts = serving.measure_latency(server, sample)
         entry = {"p50_ms": float(table.at["end to end", "p50_ms"]), "p95_ms": float(table.at["end to end", "p95_ms"]),
                  "p99_ms": float(table.at["end to end", "p99_ms"]), "candidates": float(np.mean(counts)),
-                 "min_candidates": int(np.min(counts)), "requests": len(users),
-                 "stages": {stage: row.to_dict() for stage, row in table.iterrows()},
-                 "quality": quality(ranker, test, true_engagement)}
+                 "min_candidates": int(np.min(counts)), "requests": len(sample),
+                 "stages": {stage: row.to_dict() for stage, row in table.iterrows()}}
+        if name in ("float32", "int8"):
+            entry["quality"] = quality(ranker, test, true_engagement)
         result[name] = entry
         if not args.json:
             print(f"\n{name}: {entry['candidates']:.0f} candidates per request on average "
-                  f"(min {entry['min_candidates']}), {len(users)} requests")
+                  f"(min {entry['min_candidates']}), {len(sample)} requests")
             print(table.round(2).to_string())
-    summary = {**{k: v for k, v in result["float32"].items()}, "quantized": result["int8"]}  # type: ignore[union-attr]
+    summary = {**result["float32"], "quantized": result["int8"],  # type: ignore[dict-item]
+               "any_warm_user": result["float32, any warm user"],
+               "users_with_enough_candidates": f"{len(large)} of {len(warm)}"}
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
-        quality_table = pd.DataFrame({name: entry["quality"] for name, entry in result.items()})  # type: ignore[index]
+        print(f"\n{len(large)} of {len(warm)} warm users get >= {MIN_CANDIDATES} candidates")
+        quality_table = pd.DataFrame({name: result[name]["quality"] for name in ("float32", "int8")})  # type: ignore[index]
         quality_table["int8 - float32"] = quality_table["int8"] - quality_table["float32"]
         print("\nquality on the test week\n" + quality_table.round(4).to_string())
     return 0

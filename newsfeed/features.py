@@ -210,6 +210,32 @@ def smoothed_rate(count: ArrayLike, exposures: ArrayLike, prior_rate: float | Ar
     return (count + prior_rate * prior_weight) / (exposures + prior_weight)
 
 
+class _Rows:
+    """Positions of keys in a table's key column, for fast lookups of its other columns (missing keys give
+    missing values), as ``set_index(key).reindex(wanted)`` would, without building a frame per lookup."""
+
+    def __init__(self, keys: pd.Series | np.ndarray) -> None:
+        self.index = pd.Index(keys)
+
+    def take(self, column: pd.Series, wanted: np.ndarray) -> np.ndarray:
+        at = self.index.get_indexer(wanted)
+        values = column.to_numpy()
+        found = values[np.maximum(at, 0)] if len(values) else np.full(len(at), None)
+        if (at >= 0).all():
+            return found
+        missing = np.datetime64("NaT") if values.dtype.kind == "M" else np.nan
+        return np.where(at >= 0, found, missing)
+
+
+def _pair_key(users: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """One 64-bit key per (user, target) pair of ids; a missing target (NaN) becomes a key no edge has."""
+    targets = np.nan_to_num(np.asarray(targets, dtype=float), nan=-1).astype(np.int64)
+    return (np.asarray(users, dtype=np.int64) << 32) + targets
+
+
+_WEEKDAYS = np.array(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"], dtype=object)
+
+
 # --------------------------------------------------------------------------------------------------------
 # The feature table
 # --------------------------------------------------------------------------------------------------------
@@ -262,8 +288,8 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame
     columns["has_text"] = post["has_text"].to_numpy()
     columns["n_hashtags"] = post["n_hashtags"].to_numpy()
 
-    account = users.set_index("user_id")
-    columns["author_is_page"] = (account["account_type"].reindex(author_id).to_numpy() == "page").astype(float)
+    account = _Rows(users["user_id"])
+    columns["author_is_page"] = (account.take(users["account_type"], author_id) == "page").astype(float)
     if followers is None:
         # Followers as of the request: edges made later (a new user following a page tomorrow) are the future.
         made = edges.rename(columns={"target_id": "author_id", "created_at": "timestamp"})
@@ -300,22 +326,26 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame
     columns["user_posts_topic_share"] = smoothed_rate(pit["user_written_topic_posts"], pit["user_written_posts"],
                                                       1 / len(vocab.TOPICS), 2.0)
 
-    relation = edges.set_index(["user_id", "target_id"])
-    pair = pd.MultiIndex.from_arrays([requests["user_id"].to_numpy(), author_id])
-    created = relation["created_at"].reindex(pair).to_numpy()
-    kind = relation["edge_type"].reindex(pair).to_numpy()
+    # The edge from the viewer to the author, if any, found by one hash lookup on a combined 64-bit key.
+    relation = _Rows(_pair_key(edges["user_id"].to_numpy(), edges["target_id"].to_numpy()))
+    pair = _pair_key(requests["user_id"].to_numpy(), author_id)
+    created = relation.take(edges["created_at"], pair)
+    kind = relation.take(edges["edge_type"], pair)
     known = pd.notna(created) & (created < when)
     columns["is_friend"] = (known & (kind == "friend")).astype(float)
     columns["is_follow"] = (known & (kind == "follow")).astype(float)
 
-    viewer = account.reindex(requests["user_id"])
-    columns["age"] = viewer["age"].to_numpy()
-    columns["country"] = viewer["country"].to_numpy()
-    columns["account_age_days"] = ((when - viewer["signup_date"].to_numpy()) / pd.Timedelta(days=1)).clip(min=0)
-    hour = requests["timestamp"].dt.hour + requests["timestamp"].dt.minute / 60
-    columns["hour_sin"] = np.sin(2 * np.pi * hour.to_numpy() / 24)
-    columns["hour_cos"] = np.cos(2 * np.pi * hour.to_numpy() / 24)
-    columns["weekday"] = requests["timestamp"].dt.day_name().astype("str")
+    viewer = requests["user_id"].to_numpy()
+    columns["age"] = account.take(users["age"], viewer)
+    columns["country"] = account.take(users["country"], viewer)
+    columns["account_age_days"] = ((when - account.take(users["signup_date"], viewer)) / pd.Timedelta(days=1)).clip(
+        min=0)
+    minutes = (when - when.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64)
+    hour = minutes // 60 + (minutes % 60) / 60
+    columns["hour_sin"] = np.sin(2 * np.pi * hour / 24)
+    columns["hour_cos"] = np.cos(2 * np.pi * hour / 24)
+    day = when.astype("datetime64[D]").astype(np.int64)
+    columns["weekday"] = pd.Series(_WEEKDAYS[(day + 3) % 7], index=requests.index).astype("str")  # 1970-01-01: Thu
     for label in LABELS:
         if label in requests.columns:
             columns[label] = requests[label]
@@ -384,7 +414,9 @@ class CompiledTransform:
 
     def transform(self, table: pd.DataFrame) -> np.ndarray:
         """The model matrix of ``table``'s rows: float64, one column per output feature."""
-        blocks = [step(table[columns].to_numpy(dtype=object if categorical else float))
+        # Column by column: selecting a sub-frame first would copy and consolidate it on every call.
+        blocks = [step(np.column_stack([table[c].to_numpy(dtype=object if categorical else float, na_value=np.nan)
+                                        for c in columns]))
                   for columns, categorical, step in self.steps]
         return np.hstack(blocks) if blocks else np.empty((len(table), 0))
 

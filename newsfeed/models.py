@@ -257,13 +257,13 @@ class _IdIndex:
     """Maps ids seen in training to embedding rows 1..n; anything unseen (a new user) maps to row 0."""
 
     def __init__(self, values: pd.Series) -> None:
-        self.rows = {value: i + 1 for i, value in enumerate(sorted(pd.unique(values)))}
+        self.known = pd.Index(sorted(pd.unique(values.dropna())))
 
     def __len__(self) -> int:
-        return len(self.rows) + 1
+        return len(self.known) + 1
 
     def __call__(self, values: pd.Series) -> np.ndarray:
-        return values.map(self.rows).fillna(0).to_numpy(dtype=np.int64)
+        return self.known.get_indexer(values).astype(np.int64) + 1  # a hash lookup; unseen (-1) becomes row 0
 
 
 class MultiTask(Ranker):
