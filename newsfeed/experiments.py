@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -194,25 +194,35 @@ def split_policy(control: Policy, treatment: Policy, treated_users: npt.ArrayLik
     return score
 
 
-def epsilon_greedy(policy: Policy, epsilon: float, seed: int = 0) -> Policy:
+def epsilon_greedy(policy: Policy, epsilon: float, seed: int = 0,
+                   explore_among: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Policy:
     """``policy`` with exploration: each session's feed is filled slot by slot from the top, each slot taking
     a uniformly random remaining candidate with probability ``epsilon`` and the policy's best remaining one
     otherwise. The returned scores encode that order (higher is shown first).
 
-    Exploration buys labels for posts the policy would never show, at the cost of some engagement now
-    (chapter 7 measures both). A production system also logs each shown post's probability of being shown,
-    so that later analyses can reweight the explored slots.
+    ``explore_among`` aims the exploration: it maps the candidate rows to a boolean per row, and random picks
+    are drawn only from the rows it marks (a slot explores only while one of them remains). Exploration buys
+    labels for posts the policy would never show, at the cost of some engagement now (chapter 7 measures
+    both). A production system also logs each shown post's probability of being shown, so that later
+    analyses can reweight the explored slots.
     """
     _require("epsilon", epsilon, _is_number(epsilon) and 0.0 <= epsilon <= 1.0, "a number from 0 to 1")
     rng = np.random.default_rng(seed)
 
     def score(candidates: pd.DataFrame) -> np.ndarray:
         greedy = np.asarray(policy(candidates), dtype=float)
+        allowed = (np.ones(len(candidates), dtype=bool) if explore_among is None
+                   else np.asarray(explore_among(candidates), dtype=bool))
+        _require("explore_among", f"{allowed.shape} values for {len(candidates)} candidates",
+                 allowed.shape == (len(candidates),), "a function returning one boolean per candidate row")
         order = np.empty(len(candidates))
         for rows in candidates.groupby("session_id", sort=False).indices.values():
             queue = list(rows[np.argsort(-greedy[rows], kind="stable")])
             for slot in range(len(rows)):
-                pick = int(rng.integers(len(queue))) if rng.random() < epsilon else 0
+                pick = 0
+                if rng.random() < epsilon:
+                    eligible = [i for i, row in enumerate(queue) if allowed[row]]
+                    pick = eligible[int(rng.integers(len(eligible)))] if eligible else 0
                 order[queue.pop(pick)] = -slot
         return order
 

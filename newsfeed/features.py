@@ -212,7 +212,8 @@ def smoothed_rate(count: ArrayLike, exposures: ArrayLike, prior_rate: float | Ar
 
 class _Rows:
     """Positions of keys in a table's key column, for fast lookups of its other columns (missing keys give
-    missing values), as ``set_index(key).reindex(wanted)`` would, without building a frame per lookup."""
+    missing values), as ``set_index(key).reindex(wanted)`` would, without building a frame per lookup. Keys
+    must be unique (one row per user, one edge per pair), as for ``reindex``."""
 
     def __init__(self, keys: pd.Series | np.ndarray) -> None:
         self.index = pd.Index(keys)
@@ -255,22 +256,27 @@ CATEGORICAL_FEATURES: tuple[str, ...] = ("topic", "media_type", "device", "sourc
 LABELS: tuple[str, ...] = (*REACTIONS, "dwell_seconds")
 
 
-def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame, users: pd.DataFrame,
-                  edges: pd.DataFrame, history: History | None = None,
+def feature_table(requests: pd.DataFrame, log: pd.DataFrame | None, posts: pd.DataFrame | None,
+                  users: pd.DataFrame, edges: pd.DataFrame, history: History | None = None,
                   followers: np.ndarray | None = None) -> pd.DataFrame:
     """Features for ranking requests (``user_id``, ``post_id``, ``timestamp``, ``device``, ``position``,
     ``source``), computed point-in-time from a clean log and cleaned users.
 
     Training rows are the log's own impressions (``requests = log``); serving rows are candidates at request
     time (``position = 1``). Label columns present in ``requests`` are carried along. Pass a ``History`` of
-    ``log`` to answer many batches of requests without re-accumulating the log each time, and ``followers``
+    ``log`` to answer many batches of requests without re-accumulating the log each time (``log`` and ``posts``
+    are then not read and may be None), and ``followers``
     (each row's author's follower count at its time) when a feature store has counted them already; otherwise
     they are counted from ``edges``.
 
     The columns are computed as arrays and assembled into one frame at the end: a feed request computes this
     table for a few hundred candidates within its latency budget, so per-column pandas overhead matters.
     """
-    history = history if history is not None else History(log, posts)
+    if history is None:
+        if log is None or posts is None:
+            raise ValueError("log=None is invalid without a history: feature_table accepts the log and the posts, "
+                             "or a History of them")
+        history = History(log, posts)
     pit = {name: column.to_numpy() for name, column in history.aggregates(requests).items()}
     post = history.post_static.reindex(requests["post_id"])
     when = requests["timestamp"].to_numpy()
@@ -341,7 +347,7 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame, posts: pd.DataFrame
     columns["account_age_days"] = ((when - account.take(users["signup_date"], viewer)) / pd.Timedelta(days=1)).clip(
         min=0)
     minutes = (when - when.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64)
-    hour = minutes // 60 + (minutes % 60) / 60
+    hour = minutes // 60 + (minutes % 60) / 60  # hour + minute / 60, computed as pandas' dt accessors would
     columns["hour_sin"] = np.sin(2 * np.pi * hour / 24)
     columns["hour_cos"] = np.cos(2 * np.pi * hour / 24)
     day = when.astype("datetime64[D]").astype(np.int64)

@@ -405,8 +405,10 @@ class FeedServer:
         own_edges = self.store.edges_of(user)
         static = self.store.post_static(post_ids)
         authors = static["author_id"].reindex(post_ids).to_numpy()
-        # The source feature as in training: a friend's or a followed page's post, or one from outside the graph.
-        relation = own_edges.drop_duplicates("target_id").set_index("target_id")["edge_type"]
+        # The source feature as in training: a friend's or a followed page's post, or one from outside the graph,
+        # by the edges that exist at serving time.
+        known = own_edges[own_edges["created_at"] < self.index.now]
+        relation = known.drop_duplicates("target_id").set_index("target_id")["edge_type"]
         source = relation.reindex(authors).fillna("discovery").astype("str").to_numpy()
         requests = pd.DataFrame({"user_id": user, "post_id": post_ids,
                                  "timestamp": pd.Series(self.index.now, index=range(len(post_ids))),
@@ -417,8 +419,8 @@ class FeedServer:
         # aggregate over the whole graph, come from the store.
         counts = self.store.followers(authors)
         followers = np.array([counts.get(int(a), 0.0) for a in authors.tolist()])
-        table = features.feature_table(requests, None, None, self.users,  # type: ignore[arg-type]
-                                       own_edges, history=view, followers=followers)
+        table = features.feature_table(requests, None, None, self.users, own_edges, history=view,
+                                       followers=followers)
         return table.join(self.text, on="post_id")
 
     def feed(self, user: int, limit: int = 10) -> pd.DataFrame:

@@ -360,7 +360,9 @@ class World:
         ``candidate_window_hours`` from friends and followed pages, plus trending ``discovery`` posts), asks
         the policy for scores in hourly batches, shows the top ``session depth`` posts and samples outcomes
         from the ground truth. ``history`` (earlier impressions) sets what each user has already seen and the
-        posts' engagement counters; by default it is empty.
+        posts' engagement counters; by default it is empty. Exact repeats of a row (logging retries) count
+        once; two different rows with one ``impression_id`` are refused, since a rollout numbers its
+        impressions from 0 and appending one to a log unrenumbered would otherwise lose rows silently.
         """
         needed = {"session_id", "user_id", "started_at", "device"}
         missing = needed - set(sessions.columns)

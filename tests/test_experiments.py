@@ -260,3 +260,13 @@ def test_rollout_refuses_a_history_whose_impression_ids_clash(small: World) -> N
         small.rollout(legacy_ranker(0), week, seed=0, history=clashing)
     retried = pd.concat([log, log.head(5)])  # an exact retry is fine
     small.rollout(legacy_ranker(0), week, seed=0, history=retried)
+
+
+def test_epsilon_greedy_aims_its_exploration() -> None:
+    rows = candidate_rows()
+    by_quality = lambda c: c["quality"].to_numpy()  # noqa: E731
+    worst_only = lambda c: (c["quality"] == 0).to_numpy()  # noqa: E731
+    aimed = shown_order(epsilon_greedy(by_quality, 1.0, explore_among=worst_only)(rows), rows)
+    assert all(order[0] == 0 and order[1:] == sorted(order[1:], reverse=True) for order in aimed)
+    with pytest.raises(ValueError, match="explore_among=.* is invalid"):
+        epsilon_greedy(by_quality, 0.5, explore_among=lambda c: np.ones(3, dtype=bool))(rows)
