@@ -278,7 +278,9 @@ class MultiTask(Ranker):
         self.config.validate()
         self.progress = progress
 
-    def _tensors(self, table: pd.DataFrame) -> list[Any]:
+    def inputs(self, table: pd.DataFrame) -> list[Any]:
+        """The network's inputs for a feature table: the encoded dense matrix, the user, author and topic
+        embedding rows, and the positions (as torch tensors, in the order ``network_`` takes them)."""
         dense = torch.tensor(self.transform_.transform(table), dtype=torch.float32)
         ids = [torch.tensor(index(table[column])) for index, column in
                ((self.users_, "user_id"), (self.authors_, "author_id"), (self.topics_, "topic"))]
@@ -310,7 +312,7 @@ class MultiTask(Ranker):
         self.users_, self.authors_ = _IdIndex(train["user_id"]), _IdIndex(train["author_id"])
         self.topics_ = _IdIndex(train["topic"])
         self.task_weights_ = torch.tensor([config.task_weights[r] for r in REACTIONS])
-        inputs, (reactions, dwell) = self._tensors(train), self._labels(train)
+        inputs, (reactions, dwell) = self.inputs(train), self._labels(train)
         self.network_ = MultiTaskNetwork(inputs[0].shape[1], len(self.users_), len(self.authors_),
                                          len(self.topics_), config)
         embeddings = [p for name, p in self.network_.named_parameters() if name.split(".")[0] in
@@ -320,7 +322,7 @@ class MultiTask(Ranker):
         optimizer = torch.optim.AdamW([{"params": embeddings, "weight_decay": config.embedding_weight_decay},
                                        {"params": others, "weight_decay": config.weight_decay}],
                                       lr=config.learning_rate)
-        valid_inputs = self._tensors(valid) if valid is not None else None
+        valid_inputs = self.inputs(valid) if valid is not None else None
         valid_labels = self._labels(valid) if valid is not None else None
         self.history = []
         best, best_state, stale = np.inf, None, 0
@@ -378,7 +380,7 @@ class MultiTask(Ranker):
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         self.network_.eval()
         with torch.no_grad():
-            logits, _ = self._forward_batches(self._tensors(table))
+            logits, _ = self._forward_batches(self.inputs(table))
         probability = torch.sigmoid(logits).numpy().astype(float)
         return _frame({f"p_{r}": probability[:, i] for i, r in enumerate(REACTIONS)}, table.index)
 
@@ -386,7 +388,7 @@ class MultiTask(Ranker):
         """Predicted dwell seconds (the dwell head regresses log1p seconds)."""
         self.network_.eval()
         with torch.no_grad():
-            _, dwell = self._forward_batches(self._tensors(table))
+            _, dwell = self._forward_batches(self.inputs(table))
         return np.expm1(dwell.numpy().astype(float))
 
     @property
