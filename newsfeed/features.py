@@ -265,9 +265,8 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame | None, posts: pd.Da
     Training rows are the log's own impressions (``requests = log``); serving rows are candidates at request
     time (``position = 1``). Label columns present in ``requests`` are carried along. Pass a ``History`` of
     ``log`` to answer many batches of requests without re-accumulating the log each time (``log`` and ``posts``
-    are then not read and may be None), and ``followers``
-    (each row's author's follower count at its time) when a feature store has counted them already; otherwise
-    they are counted from ``edges``.
+    are then not read and may be None), and ``followers`` (each row's author's follower count at its time)
+    when a feature store has counted them already; otherwise they are counted from ``edges``.
 
     The columns are computed as arrays and assembled into one frame at the end: a feed request computes this
     table for a few hundred candidates within its latency budget, so per-column pandas overhead matters.

@@ -184,9 +184,10 @@ class FeatureStore:
         frame["user_author_engagement_decayed"] = frame.pop("user_author_engagement_growth") * shrink
         return frame
 
-    def view(self, requests: pd.DataFrame) -> _StoreView:
-        """What ``features.feature_table`` needs from a ``History``, answered from the store for ``requests``."""
-        static = self.post_static(requests["post_id"])
+    def view(self, requests: pd.DataFrame, static: pd.DataFrame | None = None) -> _StoreView:
+        """What ``features.feature_table`` needs from a ``History``, answered from the store for ``requests``.
+        ``static`` passes the requests' ``post_static`` rows when the caller has read them already."""
+        static = static if static is not None else self.post_static(requests["post_id"])
         return _StoreView(self.aggregates(requests, static), static)
 
 
@@ -414,7 +415,7 @@ class FeedServer:
                                  "timestamp": pd.Series(self.index.now, index=range(len(post_ids))),
                                  "device": device if isinstance(device, str) else "web", "position": 1,
                                  "source": source})
-        view = _StoreView(self.store.aggregates(requests, static), static)
+        view = self.store.view(requests, static)
         # feature_table reads the user's own edges for is_friend / is_follow; follower counts, a batch
         # aggregate over the whole graph, come from the store.
         counts = self.store.followers(authors)
