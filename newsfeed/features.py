@@ -18,6 +18,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
@@ -157,7 +159,8 @@ class History:
             (log, ["user_id", "author_id"], {"impressions": one, "engagement": engaged,
                                              "engagement_growth": engaged * growth}, "user_author_"),
             (log, ["user_id", "topic"], {"impressions": one, "engagement": engaged, **clicks_likes}, "user_topic_"),
-            (log, ["user_id", "media_type"], {"impressions": one, "engagement": engaged}, "user_media_"),
+            (log, ["user_id", "media_type"], {"impressions": one, "engagement": engaged,
+                                              "click": reactions["click"]}, "user_media_"),
             (written, ["user_id"], {"posts": wrote}, "user_written_"),
             (written, ["user_id", "topic"], {"posts": wrote}, "user_written_topic_"),
         ]
@@ -245,7 +248,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "post_impressions", "post_engagement_rate", "post_click_rate", "post_like_rate", "post_hide_rate",
     "author_engagement_rate", "user_impressions", "user_click_rate", "user_like_rate", "user_mean_dwell",
     "user_author_impressions", "user_author_engagement_decayed", "user_topic_engagement_rate",
-    "user_topic_click_rate", "user_topic_like_rate", "user_media_engagement_rate", "user_posts",
+    "user_topic_click_rate", "user_topic_like_rate", "user_media_engagement_rate", "user_media_click_rate",
+    "user_posts",
     "user_posts_topic_share", "is_friend", "is_follow", "account_age_days", "hour_sin", "hour_cos", "position",
 )
 #: Counts whose distributions are heavy-tailed: log1p before scaling.
@@ -327,6 +331,9 @@ def feature_table(requests: pd.DataFrame, log: pd.DataFrame | None, posts: pd.Da
             pit[f"user_topic_{reaction}"], pit["user_topic_impressions"], user_rates[reaction])
     columns["user_media_engagement_rate"] = smoothed_rate(pit["user_media_engagement"],
                                                           pit["user_media_impressions"], user_rate)
+    # Clicks per media type: some people open every video and scroll past text (their media preference).
+    columns["user_media_click_rate"] = smoothed_rate(pit["user_media_click"], pit["user_media_impressions"],
+                                                     user_rates["click"])
     columns["user_posts"] = pit["user_written_posts"]
     columns["user_posts_topic_share"] = smoothed_rate(pit["user_written_topic_posts"], pit["user_written_posts"],
                                                       1 / len(vocab.TOPICS), 2.0)
@@ -528,6 +535,7 @@ class Dataset:
     users: pd.DataFrame
     log: pd.DataFrame
     text: pd.DataFrame  # each post's text embedding, indexed by post_id
+    posts: pd.DataFrame  # the posts with their topic read from the text (``topic``) and as labelled (``topic_label``)
 
     def part(self, *names: str) -> pd.DataFrame:
         """The rows of the named splits (``"train"``, ``"valid"``, ``"test"``)."""
@@ -544,15 +552,45 @@ MODEL_NUMERIC_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + TEXT_FEATURES
 
 
 def build_dataset(world: World, split: TimeSplit | None = None, seed: int = 0) -> Dataset:
-    """Clean the world's tables, compute every feature point-in-time and join each post's text embedding
-    (fitted on the training weeks' posts): the table chapters 4–7 train on."""
+    """Clean the world's tables, read each post's topic from its text (the labels are noisy), compute every
+    feature point-in-time and join each post's text embedding (fitted on the training weeks' posts): the table
+    chapters 4–7 train on."""
     users, _ = clean_users(world.users)
     log, _ = clean_impressions(world.impressions)
     split = split if split is not None else weekly_split(world.config.start)
-    table = feature_table(log, log, world.posts, users, world.edges)
+    posts = world.posts.assign(topic_label=world.posts["topic"],
+                               topic=infer_topics(world.posts, fit_until=split.train_end))
+    table = feature_table(log, log, posts, users, world.edges)
     text = text_vectors(world.posts, fit_until=split.train_end, dimensions=len(TEXT_FEATURES), seed=seed)
     table = table.join(text, on="post_id")
-    return Dataset(table=table, split=split.assign(table["timestamp"]), users=users, log=log, text=text)
+    return Dataset(table=table, split=split.assign(table["timestamp"]), users=users, log=log, text=text,
+                   posts=posts)
+
+
+def topic_classifier() -> Pipeline:
+    """TF-IDF over a post's words and hashtags, then multinomial logistic regression over the topics."""
+    return Pipeline([("tfidf", TfidfVectorizer(min_df=2, sublinear_tf=True)),
+                     ("classify", LogisticRegression(max_iter=2000, C=10.0))])
+
+
+def infer_topics(posts: pd.DataFrame, fit_until: pd.Timestamp, folds: int = 5) -> pd.Series:
+    """Each post's topic as its text says, from a classifier trained on the (noisy) labels of posts created
+    before ``fit_until``.
+
+    A classifier trained on noisy labels can beat them: the mistakes are scattered, while the words of each
+    topic are consistent, so the model learns the words and outvotes the odd wrong label. Posts it is trained on
+    get out-of-fold predictions (``folds``-fold cross-validation), so a post's own label, right or wrong, never
+    decides its predicted topic. Posts after ``fit_until`` are predicted by the model fitted on all of them.
+    """
+    texts = posts["text"].fillna("") + " " + posts["hashtags"].fillna("")
+    labels = posts["topic"].astype(str).to_numpy()
+    fitted = (posts["created_at"] < fit_until).to_numpy()
+    if fitted.sum() < folds or len(set(labels[fitted])) < 2:
+        raise ValueError(f"fit_until={fit_until} is invalid: infer_topics needs posts of at least two topics "
+                         f"created before it ({int(fitted.sum())} posts)")
+    topics = topic_classifier().fit(texts[fitted], labels[fitted]).predict(texts).astype(object)
+    topics[fitted] = cross_val_predict(topic_classifier(), texts[fitted], labels[fitted], cv=folds)
+    return pd.Series(topics, index=posts.index, name="topic", dtype="str")
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -401,12 +401,12 @@ def ranking_policy(ranker: Ranker, history: features.History, world_tables: Any,
     """A serving policy for ``World.rollout``: features for each candidate at request time from ``history``
     (the log as of the last feature refresh), then the ranker's score as served.
 
-    ``world_tables`` supplies ``posts`` and ``edges`` (a ``World``); ``dataset`` the cleaned users and the
-    text embeddings.
+    ``world_tables`` supplies ``edges`` (a ``World``); ``dataset`` the posts (with topics read from their text),
+    the cleaned users and the text embeddings. Build ``history`` from ``dataset.posts`` too.
     """
     def score(candidates: pd.DataFrame) -> np.ndarray:
         requests = candidates.rename(columns={"requested_at": "timestamp"}).assign(position=1)
-        table = features.feature_table(requests, dataset.log, world_tables.posts, dataset.users, world_tables.edges,
+        table = features.feature_table(requests, dataset.log, dataset.posts, dataset.users, world_tables.edges,
                                        history=history).join(dataset.text, on="post_id")
         return ranker.score(table)
 

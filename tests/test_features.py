@@ -217,3 +217,15 @@ def test_compiled_transform_refuses_what_it_cannot_reproduce() -> None:
     odd = ColumnTransformer([("minmax", MinMaxScaler(), ["age"])]).fit(training_like_table())
     with pytest.raises(TypeError, match="step=MinMaxScaler"):
         features.CompiledTransform(odd)
+
+
+def test_topics_read_from_text_beat_the_noisy_labels() -> None:
+    world = simulate(WorldConfig.at_scale("small", seed=4))
+    split = features.weekly_split(world.config.start)
+    inferred = features.infer_topics(world.posts, split.train_end)
+    from newsfeed import vocabulary
+    true = np.array(vocabulary.TOPICS, dtype=object)[world.truth.post_topic[world.posts["post_id"].to_numpy()]]
+    label_accuracy = (world.posts["topic"].to_numpy() == true).mean()
+    assert (inferred.to_numpy() == true).mean() > label_accuracy + 0.03
+    with pytest.raises(ValueError, match="fit_until=.* is invalid"):
+        features.infer_topics(world.posts, world.posts["created_at"].min())

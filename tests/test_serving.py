@@ -17,7 +17,7 @@ def setting() -> tuple:
     dataset = features.build_dataset(world, seed=0)
     config = models.MultiTaskConfig(max_epochs=1, hidden=(32,), seed=0)
     network = models.MultiTask(config, progress=None).fit(dataset.part("train", "valid"))
-    server = serving.build_server(network, dataset, world.posts, world.edges)
+    server = serving.build_server(network, dataset, dataset.posts, world.edges)
     return world, dataset, server
 
 
@@ -32,7 +32,7 @@ def test_served_features_equal_offline_features(setting: tuple) -> None:
     served = server.features(user, posts)
     requests = served[["user_id", "post_id", "timestamp", "device", "position", "source"]]
     # Offline: as-of joins on the *whole* log (events after the snapshot included), as training rows get them.
-    offline = features.feature_table(requests, dataset.log, world.posts, dataset.users, world.edges)
+    offline = features.feature_table(requests, dataset.log, dataset.posts, dataset.users, world.edges)
     offline = offline.join(dataset.text, on="post_id")
     pd.testing.assert_frame_equal(served, offline, check_dtype=False, check_exact=True)
 
@@ -43,7 +43,7 @@ def test_store_aggregates_equal_history(setting: tuple) -> None:
     # At the snapshot time itself: later requests would also count posts written after it (the store is stale
     # by design until the next batch run; the as-of join is not).
     requests = dataset.part("test").head(300)[["user_id", "post_id"]].assign(timestamp=serving.SERVE_AT)
-    expected = features.History(before, world.posts).aggregates(requests)
+    expected = features.History(before, dataset.posts).aggregates(requests)
     pd.testing.assert_frame_equal(server.store.aggregates(requests), expected, check_exact=True)
 
 
