@@ -61,7 +61,7 @@ def main() -> int:
     world = load_world(args.scale, args.seed)
     dataset = features.build_dataset(world, seed=args.seed)
     network = models.final_multitask(dataset, artifacts_folder(args.scale, args.seed))
-    server = serving.build_server(network, dataset, dataset.posts, world.edges)
+    server = serving.build_server(network, dataset, world.edges)
     warm = sorted(u for u in server.known_users if not server.is_cold(u))
     # The target is for requests that rank at least MIN_CANDIDATES posts: time those users' feeds. Users with
     # little recent engagement get fewer (no embedding candidates); their feeds are timed apart, for reference.

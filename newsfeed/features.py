@@ -544,6 +544,11 @@ class Dataset:
             raise ValueError(f"names={names!r} is invalid: names accepts one or more of 'train', 'valid', 'test'")
         return self.table[self.split.isin(names)]
 
+    def history(self, log: pd.DataFrame) -> History:
+        """The aggregates of ``log`` (the log as of a feature refresh) over this dataset's posts, whose topics
+        are read from the text, as training saw them."""
+        return History(log, self.posts)
+
 
 #: Text-embedding columns ``build_dataset`` adds (see ``text_vectors``).
 TEXT_FEATURES: tuple[str, ...] = tuple(f"text_{i}" for i in range(16))
@@ -558,13 +563,18 @@ def build_dataset(world: World, split: TimeSplit | None = None, seed: int = 0) -
     users, _ = clean_users(world.users)
     log, _ = clean_impressions(world.impressions)
     split = split if split is not None else weekly_split(world.config.start)
-    posts = world.posts.assign(topic_label=world.posts["topic"],
-                               topic=infer_topics(world.posts, fit_until=split.train_end))
+    posts = clean_posts(world.posts, fit_until=split.train_end)
     table = feature_table(log, log, posts, users, world.edges)
     text = text_vectors(world.posts, fit_until=split.train_end, dimensions=len(TEXT_FEATURES), seed=seed)
     table = table.join(text, on="post_id")
     return Dataset(table=table, split=split.assign(table["timestamp"]), users=users, log=log, text=text,
                    posts=posts)
+
+
+def clean_posts(posts: pd.DataFrame, fit_until: pd.Timestamp) -> pd.DataFrame:
+    """The posts with ``topic`` read from their text by ``infer_topics`` (the tagger's labels are noisy), the
+    original label kept as ``topic_label``."""
+    return posts.assign(topic_label=posts["topic"], topic=infer_topics(posts, fit_until=fit_until))
 
 
 def topic_classifier() -> Pipeline:

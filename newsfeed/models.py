@@ -396,17 +396,17 @@ class MultiTask(Ranker):
         return int(sum(p.numel() for p in self.network_.parameters()))
 
 
-def ranking_policy(ranker: Ranker, history: features.History, world_tables: Any,
+def ranking_policy(ranker: Ranker, history: features.History, edges: pd.DataFrame,
                    dataset: features.Dataset) -> Callable[[pd.DataFrame], np.ndarray]:
     """A serving policy for ``World.rollout``: features for each candidate at request time from ``history``
-    (the log as of the last feature refresh), then the ranker's score as served.
+    (``dataset.history`` of the log as of the last feature refresh), then the ranker's score as served.
 
-    ``world_tables`` supplies ``edges`` (a ``World``); ``dataset`` the posts (with topics read from their text),
-    the cleaned users and the text embeddings. Build ``history`` from ``dataset.posts`` too.
+    ``edges`` is the follow graph; ``dataset`` supplies the posts (topics read from their text), the cleaned
+    users and the text embeddings.
     """
     def score(candidates: pd.DataFrame) -> np.ndarray:
         requests = candidates.rename(columns={"requested_at": "timestamp"}).assign(position=1)
-        table = features.feature_table(requests, dataset.log, dataset.posts, dataset.users, world_tables.edges,
+        table = features.feature_table(requests, dataset.log, dataset.posts, dataset.users, edges,
                                        history=history).join(dataset.text, on="post_id")
         return ranker.score(table)
 

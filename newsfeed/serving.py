@@ -521,15 +521,15 @@ def latency_table(timings: list[dict[str, float]]) -> pd.DataFrame:
     return frame.quantile([0.5, 0.95, 0.99]).T.set_axis(["p50_ms", "p95_ms", "p99_ms"], axis=1)
 
 
-def build_server(ranker: Ranker, dataset: features.Dataset, posts: pd.DataFrame, edges: pd.DataFrame,
+def build_server(ranker: Ranker, dataset: features.Dataset, edges: pd.DataFrame,
                  now: str | pd.Timestamp = SERVE_AT, candidates: CandidateConfig | None = None,
                  rerank_config: RerankConfig | None = None) -> FeedServer:
     """The batch jobs of a serving snapshot (history totals into the feature store, the candidate index) and
     the server that reads them, all as of ``now``."""
     now = pd.Timestamp(now)
     before = dataset.log[dataset.log["timestamp"] < now]
-    store = FeatureStore.materialize(features.History(before, posts), edges, now)
-    index = CandidateIndex(before, posts, edges, dataset.text, now, candidates)
+    store = FeatureStore.materialize(dataset.history(before), edges, now)
+    index = CandidateIndex(before, dataset.posts, edges, dataset.text, now, candidates)
     return FeedServer(ranker, store, index, dataset.users, dataset.text, rerank_config or RerankConfig())
 
 
