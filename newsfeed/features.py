@@ -592,6 +592,8 @@ def infer_topics(posts: pd.DataFrame, fit_until: pd.Timestamp, folds: int = 5) -
     get out-of-fold predictions (``folds``-fold cross-validation), so a post's own label, right or wrong, never
     decides its predicted topic. Posts after ``fit_until`` are predicted by the model fitted on all of them.
     """
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds={folds!r} is invalid: folds accepts an integer >= 2")
     texts = posts["text"].fillna("") + " " + posts["hashtags"].fillna("")
     labels = posts["topic"].astype(str).to_numpy()
     fitted = (posts["created_at"] < fit_until).to_numpy()

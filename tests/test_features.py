@@ -229,3 +229,5 @@ def test_topics_read_from_text_beat_the_noisy_labels() -> None:
     assert (posts["topic"].to_numpy() == true).mean() > label_accuracy + 0.03
     with pytest.raises(ValueError, match="fit_until=.* is invalid"):
         features.infer_topics(world.posts, world.posts["created_at"].min())
+    with pytest.raises(ValueError, match="folds=1 is invalid"):
+        features.infer_topics(world.posts, split.train_end, folds=1)
