@@ -63,3 +63,26 @@ def test_world_scale_is_a_reader_parameter(path: Path) -> None:
     setup = next(source for source in code if source.strip())
     assert re.search(r"^SCALE = ", setup, re.M), "a chapter that builds a world takes its scale from SCALE"
     assert not any(re.search(r"(scale=|at_scale\()\"", source) for source in code), "no hard-coded scale"
+
+
+#: Characters of code or printed output that the rendered book shows on one line (see _static/code.css).
+LINE_WIDTH = 100
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_code_and_printed_output_fit_the_page(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    lines = []
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            lines += [("code", line) for line in "".join(cell["source"]).splitlines()]
+            for output in cell["outputs"]:
+                data = output.get("data", {})
+                shown_as_text = output.get("text") or (
+                    data.get("text/plain") if not {"text/html", "image/png"} & data.keys() else None)
+                lines += [("output", line) for line in "".join(shown_as_text or "").splitlines()]
+        else:
+            fenced = re.findall(r"```python\n(.*?)```", "".join(cell["source"]), re.S)
+            lines += [("solution code", line) for block in fenced for line in block.splitlines()]
+    too_long = [f"{kind}: {line[:60]}..." for kind, line in lines if len(line) > LINE_WIDTH]
+    assert not too_long, f"lines over {LINE_WIDTH} characters scroll sideways in the book: {too_long}"
