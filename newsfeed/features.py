@@ -249,8 +249,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "author_engagement_rate", "user_impressions", "user_click_rate", "user_like_rate", "user_mean_dwell",
     "user_author_impressions", "user_author_engagement_decayed", "user_topic_engagement_rate",
     "user_topic_click_rate", "user_topic_like_rate", "user_media_engagement_rate", "user_media_click_rate",
-    "user_posts",
-    "user_posts_topic_share", "is_friend", "is_follow", "account_age_days", "hour_sin", "hour_cos", "position",
+    "user_posts", "user_posts_topic_share", "is_friend", "is_follow", "account_age_days", "hour_sin", "hour_cos",
+    "position",
 )
 #: Counts whose distributions are heavy-tailed: log1p before scaling.
 LOG_FEATURES: tuple[str, ...] = ("post_age_hours", "author_followers", "post_impressions", "user_impressions",
@@ -590,7 +590,8 @@ def infer_topics(posts: pd.DataFrame, fit_until: pd.Timestamp, folds: int = 5) -
     A classifier trained on noisy labels can beat them: the mistakes are scattered, while the words of each
     topic are consistent, so the model learns the words and outvotes the odd wrong label. Posts it is trained on
     get out-of-fold predictions (``folds``-fold cross-validation), so a post's own label, right or wrong, never
-    decides its predicted topic. Posts after ``fit_until`` are predicted by the model fitted on all of them.
+    decides its predicted topic, and training rows get topics as accurate as the later posts', which are
+    predicted by the model fitted on all of them (as serving predicts a new post's topic).
     """
     if not isinstance(folds, int) or folds < 2:
         raise ValueError(f"folds={folds!r} is invalid: folds accepts an integer >= 2")
