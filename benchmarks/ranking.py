@@ -8,9 +8,10 @@ against the world's ground truth (the oracle) and random.
 Metrics: "ndcg@10" is per-session nDCG@10 with the true expected weighted engagement (at the top of the feed) as
 relevance; "ndcg@10_logged" uses the logged weighted engagement instead (biased towards the legacy ranker's
 order); "auc_<reaction>" is ROC-AUC on the logged impressions; "auc_lift_share_<reaction>" is the share of the
-oracle's AUC lift over random (0.5) that a model captures. With ``--seeds``, the report gains "network_seeds":
-the network's metrics for each training seed (same world, same data) and their mean and standard deviation,
-which is the yardstick for any difference between models in the third decimal.
+oracle's AUC lift over random (0.5) that a model captures; "calibration_<reaction>" is the mean predicted
+probability over the observed rate (1 is calibrated; not for random). With ``--seeds``, the report gains
+"network_seeds": the network's metrics for each training seed (same world, same data) and their mean and
+standard deviation, which is the yardstick for any difference between models in the third decimal.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.Da
     for reaction in REACTIONS:
         column = probabilities[f"p_{reaction}"] if probabilities is not None else scores
         row[f"auc_{reaction}"] = float(roc_auc_score(test[reaction], column))
+        if probabilities is not None:  # mean predicted over observed rate: 1 is calibrated
+            row[f"calibration_{reaction}"] = float(column.mean() / test[reaction].mean())
     return row
 
 
@@ -99,8 +102,12 @@ def main() -> int:
     print("\nShare of the oracle's ROC-AUC lift over random:")
     shares = pd.DataFrame(report["models"]).T[[f"auc_lift_share_{r}" for r in REACTIONS]]
     print(shares.to_string(float_format="{:.3f}".format))
+    print("\nCalibration (mean predicted over observed rate; 1 is calibrated):")
+    # Reverse-chronological "probabilities" are freshness scores, not probabilities: no calibration to read.
+    calibration = table.drop(index=["random", models.Chronological.name])[[f"calibration_{r}" for r in REACTIONS]]
+    print(calibration.to_string(float_format="{:.3f}".format))
     if seeded:
-        columns = ["ndcg@10", "auc_lift_share_click", "auc_lift_share_like"]
+        columns = ["ndcg@10", "auc_lift_share_click", "auc_lift_share_like", "calibration_like", "calibration_share"]
         spread = pd.DataFrame(seeded).T[columns]
         spread.index = [f"network, seed {seed}" for seed in spread.index]
         spread.loc["mean"], spread.loc["standard deviation"] = spread.mean(), spread.std(ddof=1)
