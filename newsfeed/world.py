@@ -73,6 +73,14 @@ def _require(name: str, value: Any, ok: bool, accepts: str) -> None:
         raise ValueError(f"{name}={value!r} is invalid: {name} accepts {accepts}")
 
 
+def _require_ids(name: str, values: np.ndarray, hi: int, kind: str) -> None:
+    """Refuse ids that are not integers from 0 to ``hi - 1`` (``name`` of ``kind``)."""
+    valid = np.issubdtype(values.dtype, np.integer) and bool(np.all((values >= 0) & (values < hi)))
+    bad = np.ravel(values)[:3].tolist() if not valid and not np.issubdtype(values.dtype, np.integer) \
+        else np.ravel(values[(values < 0) | (values >= hi)])[:3].tolist()
+    _require(name, bad, valid, f"integer ids from 0 to {hi - 1} ({name} of {kind})")
+
+
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
     is_int = isinstance(value, int | np.integer) and not isinstance(value, bool)
     _require(name, value, is_int and lo <= value <= hi, f"an integer from {lo:,} to {hi:,}")
@@ -305,15 +313,19 @@ class World:
         probs = _true_probabilities(self, users, posts, positions, hours, devices)
         return _sample(probs, np.random.default_rng(seed))
 
+    def true_topics(self, post_id: Any) -> np.ndarray:
+        """Each post's true topic, by name. The ``topic`` column of ``posts`` is a tagger's label, wrong for
+        about one post in ten; only the simulator knows the truth."""
+        posts = np.asarray(post_id)
+        posts = posts.astype(np.int64) if posts.size == 0 else posts  # no posts, no topics
+        _require_ids("post_id", posts, len(self.posts), "a post")
+        return np.array(vocab.TOPICS, dtype=object)[self.truth.post_topic[posts]]
+
     def _validate_query(self, user_id: Any, post_id: Any, position: Any, time: Any,
                         device: Any) -> tuple[np.ndarray, ...]:
         users, posts, positions = (np.asarray(x) for x in (user_id, post_id, position))
-        for name, values, hi, kind in (("user_id", users, self.n_people, "a person"),
-                                       ("post_id", posts, len(self.posts), "a post")):
-            valid = np.issubdtype(values.dtype, np.integer) and bool(np.all((values >= 0) & (values < hi)))
-            bad = np.ravel(values)[:3].tolist() if not valid and not np.issubdtype(values.dtype, np.integer) \
-                else np.ravel(values[(values < 0) | (values >= hi)])[:3].tolist()
-            _require(name, bad, valid, f"integer ids from 0 to {hi - 1} ({name} of {kind})")
+        _require_ids("user_id", users, self.n_people, "a person")
+        _require_ids("post_id", posts, len(self.posts), "a post")
         _require("position", np.ravel(positions)[:3].tolist(),
                  np.issubdtype(positions.dtype, np.number) and bool(np.all(positions >= 1)),
                  "integers >= 1 (1 is the top of the feed)")

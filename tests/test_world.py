@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from newsfeed import data
+from newsfeed import data, vocabulary
 from newsfeed.metrics import engagement_score, gini, ndcg_at_k, top_share
 from newsfeed.world import REACTIONS, DriftConfig, World, WorldConfig, legacy_ranker, main, simulate
 
@@ -227,3 +227,13 @@ def test_command_line_writes_parquet(tmp_path: Path, capsys: pytest.CaptureFixtu
     folder = tmp_path / "small-seed3"
     assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(f"{t}.parquet" for t in World.TABLES)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_true_topics_name_each_posts_real_topic(small: World) -> None:
+    posts = small.posts["post_id"]
+    true = small.true_topics(posts)
+    assert true.tolist() == [vocabulary.TOPICS[t] for t in small.truth.post_topic[posts.to_numpy()]]
+    assert 0.8 < (small.posts["topic"].to_numpy() == true).mean() < 1.0  # the label is right most of the time
+    assert small.true_topics([]).tolist() == []
+    with pytest.raises(ValueError, match="post_id=.* accepts integer ids from 0"):
+        small.true_topics([len(posts)])
