@@ -401,12 +401,12 @@ def ranking_policy(ranker: Ranker, history: features.History, edges: pd.DataFram
     """A serving policy for ``World.rollout``: features for each candidate at request time from ``history``
     (``dataset.history`` of the log as of the last feature refresh), then the ranker's score as served.
 
-    ``edges`` is the follow graph; ``dataset`` supplies the posts (topics read from their text), the cleaned
-    users and the text embeddings.
+    ``edges`` is the follow graph; ``dataset`` supplies the cleaned users and the text embeddings (the log and
+    the posts, with topics read from their text, come in through ``history``).
     """
     def score(candidates: pd.DataFrame) -> np.ndarray:
         requests = candidates.rename(columns={"requested_at": "timestamp"}).assign(position=1)
-        table = features.feature_table(requests, dataset.log, dataset.posts, dataset.users, edges,
+        table = features.feature_table(requests, None, None, dataset.users, edges,  # log, posts: in history
                                        history=history).join(dataset.text, on="post_id")
         return ranker.score(table)
 
