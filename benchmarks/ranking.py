@@ -25,10 +25,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from newsfeed import features, models
-from newsfeed.data import artifacts_folder, load_world
 from newsfeed.metrics import engagement_score, ndcg_at_k
 from newsfeed.notebook import setup
-from newsfeed.world import REACTIONS
+from newsfeed.world import REACTIONS, artifacts_folder, load_world
 
 
 def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.DataFrame, sessions: np.ndarray,

@@ -8,9 +8,11 @@ what quantization costs in quality on the test week.
 
 Each configuration is timed ``--repeats`` times over the same requests and every percentile is the median over
 those runs ("worst_run_p99_ms" keeps the worst run's end-to-end p99). Latencies are end to end unless under
-"stages"; "candidates" is the mean number ranked per request. The
-target is p99 <= 50 ms with >= 500 candidates, so the headline numbers time users whose feed request ranks at
-least 500; "any_warm_user" times a sample of all users with history, for reference.
+"stages"; "candidates" is the mean number ranked per request. The budget is the book's one budget
+(``newsfeed.estimates``, derived in chapter 1): the server-side stages get 150 ms at the 99th percentile, the
+heavy ranking 50 ms of it. "budget" reports both against the measured p99s. The headline numbers time users
+whose feed request ranks at least 500 candidates (the world's large requests); "any_warm_user" times a sample
+of all users with history, for reference.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from newsfeed import features, models, serving
-from newsfeed.data import artifacts_folder, load_world
+from newsfeed.estimates import RANKING_P99_MS, server_budget_ms
 from newsfeed.metrics import engagement_score, ndcg_at_k
 from newsfeed.notebook import setup
-from newsfeed.world import REACTIONS
+from newsfeed.world import REACTIONS, artifacts_folder, load_world
 
-#: The issue's target: p99 <= 50 ms for requests that rank at least this many candidates.
+#: The headline requests rank at least this many candidates: the largest this world's requests get.
 MIN_CANDIDATES = 500
 
 
@@ -95,13 +97,20 @@ def main() -> int:
                   f"(min {entry['min_candidates']}), {len(sample)} requests, median of {args.repeats} runs "
                   f"(worst run's end-to-end p99: {worst_p99:.1f} ms)")
             print(table.round(2).to_string())
-    summary = {**result["float32"], "quantized": result["int8"],  # type: ignore[dict-item]
+    shipped: dict = result["float32"]  # type: ignore[assignment]
+    budget = {"server_p99_ms": server_budget_ms(), "ranking_p99_ms": float(RANKING_P99_MS),
+              "server_within": shipped["p99_ms"] <= server_budget_ms(),
+              "ranking_within": shipped["stages"]["ranking"]["p99_ms"] <= RANKING_P99_MS}
+    summary = {**result["float32"], "budget": budget, "quantized": result["int8"],  # type: ignore[dict-item]
                "any_warm_user": result["float32, any warm user"],
                "users_with_enough_candidates": f"{len(large)} of {len(warm)}"}
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         print(f"\n{len(large)} of {len(warm)} warm users get >= {MIN_CANDIDATES} candidates")
+        print(f"budget (chapter 1): server p99 {budget['server_p99_ms']:.0f} ms, measured "
+              f"{shipped['p99_ms']:.1f} ms; heavy ranking p99 {RANKING_P99_MS} ms, measured "
+              f"{shipped['stages']['ranking']['p99_ms']:.1f} ms")
         quality_table = pd.DataFrame({name: result[name]["quality"] for name in ("float32", "int8")})  # type: ignore[index]
         quality_table["int8 - float32"] = quality_table["int8"] - quality_table["float32"]
         print("\nquality on the test week\n" + quality_table.round(4).to_string())

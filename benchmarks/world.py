@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from newsfeed.features import popularity_score, post_counts_so_far
+from newsfeed import features
 from newsfeed.metrics import engagement_score, gini, ndcg_at_k, top_share
 from newsfeed.world import REACTIONS, SCALES, World, WorldConfig, simulate
 
@@ -43,6 +43,14 @@ def measure_scale(scale: str) -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def popularity(world: World, impressions: pd.DataFrame) -> np.ndarray:
+    """Each impression's post's smoothed engagement rate over the impressions logged before it (as chapter 4's
+    popularity ranker scores it)."""
+    counts = features.LogAggregates(impressions, world.posts).aggregates(impressions)
+    return features.smoothed_rate(counts["post_engagement"], counts["post_impressions"],
+                                  features.ENGAGEMENT_PRIOR).to_numpy()
+
+
 def ranking_comparison(world: World, impressions: pd.DataFrame) -> dict[str, dict[str, float]]:
     """nDCG@10 of the weighted engagement per session of the last week, for the world's own ranking (the
     oracle: true expected engagement), popularity (smoothed engagement rate so far), random, and the legacy
@@ -59,7 +67,7 @@ def ranking_comparison(world: World, impressions: pd.DataFrame) -> dict[str, dic
     args = (test["user_id"], test["post_id"], 1, test["timestamp"], test["device"])
     scores = {
         "oracle": engagement_score(world.probabilities(*args), prefix="p_").to_numpy(),
-        "popularity": popularity_score(post_counts_so_far(impressions)).to_numpy()[in_window][test.index],
+        "popularity": popularity(world, impressions)[in_window][test.index],
         "random": np.random.default_rng(0).random(len(test)),
         "legacy (logged order)": -test["position"].to_numpy(dtype=float),
     }

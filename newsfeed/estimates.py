@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from numbers import Real
 from typing import Any
 
 import pandas as pd
 
+from newsfeed.validation import is_number, require, require_int
+
 SECONDS_PER_DAY = 86_400
+
+#: The book's latency budget for one feed request, from the tap to posts on screen, at the 99th percentile
+#: (milliseconds). Chapter 1 splits it into stages; chapter 6 and ``benchmarks/serving.py`` measure against it.
+END_TO_END_P99_MS = 200
+#: The heavy ranker's share of it.
+RANKING_P99_MS = 50
 
 
 def _assumption(default: float, low: float, high: float, unit: str, meaning: str) -> Any:
@@ -72,10 +79,8 @@ class Assumptions:
         for spec in fields(self):
             value = getattr(self, spec.name)
             low, high = spec.metadata["range"]
-            is_number = isinstance(value, Real) and not isinstance(value, bool)
-            if not (is_number and math.isfinite(value) and low <= value <= high):
-                raise ValueError(f"{spec.name}={value!r} is invalid: {spec.name} accepts a number from {low:g} "
-                                 f"to {high:g} ({spec.metadata['unit']})")
+            require(spec.name, value, is_number(value) and low <= value <= high,
+                    f"a number from {low:g} to {high:g} ({spec.metadata['unit']})")
 
     def table(self) -> pd.DataFrame:
         """One row per assumption: its value, unit and meaning (what the interviewer hears you state)."""
@@ -142,8 +147,7 @@ def estimate(assumptions: Assumptions) -> Estimates:
     exercise: it is the term a light first stage exists to cut.
     """
     a = assumptions
-    if not isinstance(a, Assumptions):
-        raise ValueError(f"assumptions={a!r} is invalid: assumptions accepts an Assumptions instance")
+    require("assumptions", a, isinstance(a, Assumptions), "an Assumptions instance")
     requests_per_day = a.daily_active_users * a.feed_requests_per_user_per_day
     mean_rps = requests_per_day / SECONDS_PER_DAY
     peak_rps = mean_rps * a.peak_to_mean
@@ -182,10 +186,8 @@ def max_candidates_within(latency_ms: float, flops_per_candidate: float, flops_p
     """
     for name, value in (("latency_ms", latency_ms), ("flops_per_candidate", flops_per_candidate),
                         ("flops_per_core_second", flops_per_core_second)):
-        if isinstance(value, bool) or not isinstance(value, Real) or not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name}={value!r} is invalid: {name} accepts a finite number > 0")
-    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-        raise ValueError(f"cores={cores!r} is invalid: cores accepts an integer >= 1")
+        require(name, value, is_number(value) and value > 0, "a finite number > 0")
+    require_int("cores", cores, lo=1)
     return latency_ms / 1_000 * flops_per_core_second * cores / flops_per_candidate
 
 
@@ -201,8 +203,7 @@ def readable(value: float, unit: str) -> str:
     days, bytes of one value) are printed as they are and a ratio as '2x'; anything else is a count (k, M, bn,
     tn).
     """
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"value={value!r} is invalid: value accepts a finite number")
+    require("value", value, is_number(value), "a finite number")
     rounded = float(f"{value:.3g}")
     if unit in _PLAIN_UNITS:
         text = f"{rounded:,.0f}" if abs(rounded) >= 1_000 else f"{rounded:g}"
@@ -219,3 +220,29 @@ def readable(value: float, unit: str) -> str:
     if glued:
         return f"{mantissa} {prefix}{unit}"
     return f"{mantissa} {prefix} {unit}".replace("  ", " ").strip()
+
+
+def latency_budget(end_to_end_ms: float = END_TO_END_P99_MS, ranking_ms: float = RANKING_P99_MS) -> pd.DataFrame:
+    """Each stage's p99 budget in milliseconds, and why it needs that much; the last row, the network and the
+    client, gets what the server stages leave of ``end_to_end_ms``. Raises ``ValueError`` when nothing is left.
+    """
+    require("end_to_end_ms", end_to_end_ms, is_number(end_to_end_ms) and end_to_end_ms > 0, "a number > 0")
+    require("ranking_ms", ranking_ms, is_number(ranking_ms) and ranking_ms > 0, "a number > 0")
+    stages = pd.DataFrame([
+        ("retrieval, light ranking", 40, "indexes give thousands; a light model keeps hundreds"),
+        ("feature fetch", 30, "one batched read of the viewer's and every candidate's features"),
+        ("heavy ranking", ranking_ms, "the multi-task model scores the candidates left"),
+        ("re-ranking", 15, "diversity, integrity filters and business rules on the top"),
+        ("hydration", 15, "post text, media links and authors for the posts that are shown"),
+    ], columns=["stage", "p99_ms", "why"])
+    remainder = end_to_end_ms - stages["p99_ms"].sum()
+    require("end_to_end_ms", end_to_end_ms, remainder > 0,
+            f"more than the server stages' {stages['p99_ms'].sum()} ms (shrink a stage, or raise the budget)")
+    stages.loc[len(stages)] = ("network, client", remainder, "transfer to the device, rendering")
+    return stages
+
+
+def server_budget_ms(stages: pd.DataFrame | None = None) -> float:
+    """The server-side part of a latency budget: every stage but the network and the client."""
+    stages = latency_budget() if stages is None else stages
+    return float(stages.loc[stages["stage"] != "network, client", "p99_ms"].sum())

@@ -19,12 +19,11 @@ Use::
 
     from functools import partial
     from newsfeed.experiments import run_ab_test
-    from newsfeed.framing import oracle_policy
     from newsfeed.metrics import engagement_score
-    from newsfeed.world import legacy_ranker
+    from newsfeed.policies import legacy_ranker, oracle_policy
 
     result = run_ab_test(world, legacy_ranker(0), oracle_policy(world, partial(engagement_score, prefix="p_")),
-                         sessions, seed=0, history=earlier_impressions)
+                         sessions, seed=0, earlier_impressions=earlier_impressions)
     result.sample_ratio()
     result.compare(["engagement", "clicks", "hides"])
 """
@@ -33,9 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -43,9 +41,10 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
-from newsfeed.framing import REPORT_NAMES
-from newsfeed.metrics import engagement_score
-from newsfeed.world import REACTIONS, Policy, Rollout, World, _require  # one validation message format
+from newsfeed.metrics import REPORT_NAMES, engagement_score
+from newsfeed.policies import split_policy
+from newsfeed.validation import is_number, require
+from newsfeed.world import REACTIONS, Policy, Rollout, World
 
 CONTROL, TREATMENT = "control", "treatment"
 ARMS: tuple[str, str] = (CONTROL, TREATMENT)
@@ -63,19 +62,15 @@ SRM_THRESHOLD = 0.001
 # --------------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_open_unit(name: str, value: Any) -> None:
     """A probability strictly between 0 and 1 (alpha, power, a treatment share that leaves both arms users)."""
-    _require(name, value, _is_number(value) and 0.0 < value < 1.0, "a number strictly between 0 and 1")
+    require(name, value, is_number(value) and 0.0 < value < 1.0, "a number strictly between 0 and 1")
 
 
 def _check_design(baseline_mean: Any, baseline_std: Any, alpha: Any, power: Any) -> None:
-    _require("baseline_mean", baseline_mean, _is_number(baseline_mean) and baseline_mean != 0,
+    require("baseline_mean", baseline_mean, is_number(baseline_mean) and baseline_mean != 0,
              "a finite non-zero number (a relative lift is a share of it)")
-    _require("baseline_std", baseline_std, _is_number(baseline_std) and baseline_std > 0,
+    require("baseline_std", baseline_std, is_number(baseline_std) and baseline_std > 0,
              "a finite number > 0 (the per-user standard deviation of the metric)")
     _check_open_unit("alpha", alpha)
     _check_open_unit("power", power)
@@ -99,13 +94,13 @@ def assign_arms(user_ids: npt.ArrayLike, treatment_share: float = 0.5, salt: str
     experiment avoids inheriting the previous one's split (carry-over effects). With a fixed salt, raising
     ``treatment_share`` only moves users from control into treatment, never back: a ramp-up keeps its users.
     """
-    _require("treatment_share", treatment_share, _is_number(treatment_share) and 0.0 <= treatment_share <= 1.0,
+    require("treatment_share", treatment_share, is_number(treatment_share) and 0.0 <= treatment_share <= 1.0,
              "a number from 0 to 1")
-    _require("salt", salt, isinstance(salt, str), "a string")
+    require("salt", salt, isinstance(salt, str), "a string")
     ids = pd.Index(np.ravel(np.asarray(user_ids, dtype=object)), name="user_id").infer_objects()
     values = ids.tolist()
     bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | np.integer | str)]
-    _require("user_ids", bad[:3], not bad, "integer or string ids")
+    require("user_ids", bad[:3], not bad, "integer or string ids")
     buckets = np.array([_bucket(int(v) if not isinstance(v, str) else v, salt) for v in values])
     arms = np.where(buckets < treatment_share, TREATMENT, CONTROL)
     return pd.Series(arms, index=ids, name="arm", dtype="str")
@@ -130,7 +125,7 @@ def sample_size_per_arm(baseline_mean: float, baseline_std: float, relative_lift
     ``sigma / mean``, which is why they need many users.
     """
     _check_design(baseline_mean, baseline_std, alpha, power)
-    _require("relative_lift", relative_lift, _is_number(relative_lift) and relative_lift != 0,
+    require("relative_lift", relative_lift, is_number(relative_lift) and relative_lift != 0,
              "a finite non-zero number (0.05 for a 5% lift)")
     delta = abs(relative_lift * baseline_mean)
     return math.ceil(2.0 * (_z_total(alpha, power) * baseline_std / delta) ** 2)
@@ -145,7 +140,7 @@ def minimum_detectable_lift(baseline_mean: float, baseline_std: float, n_per_arm
     """
     _check_design(baseline_mean, baseline_std, alpha, power)
     is_int = isinstance(n_per_arm, int | np.integer) and not isinstance(n_per_arm, bool)
-    _require("n_per_arm", n_per_arm, is_int and n_per_arm >= 2, "an integer >= 2 (users in each arm)")
+    require("n_per_arm", n_per_arm, is_int and n_per_arm >= 2, "an integer >= 2 (users in each arm)")
     return _z_total(alpha, power) * baseline_std * math.sqrt(2.0 / n_per_arm) / abs(baseline_mean)
 
 
@@ -168,65 +163,6 @@ class ABResult:
     def compare(self, metrics: Sequence[str] | None = None, alpha: float = 0.05) -> pd.DataFrame:
         """The comparison table of ``metrics`` (default: all per-user metrics; see ``compare_all``)."""
         return compare_all(self.per_user, metrics, alpha)
-
-
-def split_policy(control: Policy, treatment: Policy, treated_users: npt.ArrayLike) -> Policy:
-    """A policy that scores each candidate row with ``treatment`` if its user is treated, else ``control``.
-
-    Each policy sees only its own arm's rows, in their original order and with a fresh index, so it behaves as
-    it would serving alone (a policy that draws random numbers draws them for its own rows only). Scores of the
-    two policies are never compared: every session belongs to one user, so to one arm.
-    """
-    treated = np.unique(np.asarray(treated_users, dtype=np.int64))
-
-    def score(candidates: pd.DataFrame) -> np.ndarray:
-        is_treated = np.isin(candidates["user_id"].to_numpy(dtype=np.int64), treated)
-        scores = np.empty(len(candidates), dtype=float)
-        for name, policy, rows in ((CONTROL, control, ~is_treated), (TREATMENT, treatment, is_treated)):
-            if not rows.any():
-                continue
-            part = np.asarray(policy(candidates.loc[rows].reset_index(drop=True)), dtype=float)
-            _require(name, f"{part.shape} scores for {int(rows.sum())} candidates",
-                     part.shape == (int(rows.sum()),), "a policy returning one score per candidate row")
-            scores[rows] = part
-        return scores
-
-    return score
-
-
-def epsilon_greedy(policy: Policy, epsilon: float, seed: int = 0,
-                   explore_among: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Policy:
-    """``policy`` with exploration: each session's feed is filled slot by slot from the top, each slot taking
-    a uniformly random remaining candidate with probability ``epsilon`` and the policy's best remaining one
-    otherwise. The returned scores encode that order (higher is shown first).
-
-    ``explore_among`` aims the exploration: it maps the candidate rows to a boolean per row, and random picks
-    are drawn only from the rows it marks (a slot explores only while one of them remains). Exploration buys
-    labels for posts the policy would never show, at the cost of some engagement now (chapter 7 measures
-    both). A production system also logs each shown post's probability of being shown, so that later
-    analyses can reweight the explored slots.
-    """
-    _require("epsilon", epsilon, _is_number(epsilon) and 0.0 <= epsilon <= 1.0, "a number from 0 to 1")
-    rng = np.random.default_rng(seed)
-
-    def score(candidates: pd.DataFrame) -> np.ndarray:
-        greedy = np.asarray(policy(candidates), dtype=float)
-        allowed = (np.ones(len(candidates), dtype=bool) if explore_among is None
-                   else np.asarray(explore_among(candidates), dtype=bool))
-        _require("explore_among", f"{allowed.shape} values for {len(candidates)} candidates",
-                 allowed.shape == (len(candidates),), "a function returning one boolean per candidate row")
-        order = np.empty(len(candidates))
-        for rows in candidates.groupby("session_id", sort=False).indices.values():
-            queue = list(rows[np.argsort(-greedy[rows], kind="stable")])
-            for slot in range(len(rows)):
-                pick = 0
-                if rng.random() < epsilon:
-                    eligible = [i for i, row in enumerate(queue) if allowed[row]]
-                    pick = eligible[int(rng.integers(len(eligible)))] if eligible else 0
-                order[queue.pop(pick)] = -slot
-        return order
-
-    return score
 
 
 def per_user_metrics(rollout: Rollout, sessions: pd.DataFrame, arms: pd.Series) -> pd.DataFrame:
@@ -259,14 +195,14 @@ def per_user_metrics(rollout: Rollout, sessions: pd.DataFrame, arms: pd.Series) 
 
 
 def run_ab_test(world: World, control: Policy, treatment: Policy, sessions: pd.DataFrame, seed: int = 0,
-                history: pd.DataFrame | None = None, treatment_share: float = 0.5,
+                earlier_impressions: pd.DataFrame | None = None, treatment_share: float = 0.5,
                 salt: str = DEFAULT_SALT) -> ABResult:
     """Serve ``sessions`` with ``control`` for control users and ``treatment`` for treated users, in one rollout.
 
     Users are assigned by ``assign_arms(user_ids, treatment_share, salt)``. Both arms are served in the *same*
     rollout, so they share the same world, the same hours and the same posts, as two arms of a real test run
     side by side do (two separate rollouts would compare different draws of the world's noise as well as the
-    policies). ``seed`` and ``history`` are passed to ``World.rollout``.
+    policies). ``seed`` and ``earlier_impressions`` are passed to ``World.rollout``.
 
     The per-user table (see ``per_user_metrics``) holds every user with at least one session in ``sessions``;
     users with no session in the window never triggered the experiment and are not in it. Since the world's
@@ -278,11 +214,12 @@ def run_ab_test(world: World, control: Policy, treatment: Policy, sessions: pd.D
     treatment share, not of a full launch).
     """
     _check_open_unit("treatment_share", treatment_share)
-    _require("sessions", type(sessions).__name__, isinstance(sessions, pd.DataFrame) and "user_id" in sessions,
+    require("sessions", type(sessions).__name__, isinstance(sessions, pd.DataFrame) and "user_id" in sessions,
              "a DataFrame of sessions with a user_id column")
     arms = assign_arms(np.unique(sessions["user_id"].to_numpy(dtype=np.int64)), treatment_share, salt)
     treated = arms.index[arms == TREATMENT].to_numpy(dtype=np.int64)
-    rollout = world.rollout(split_policy(control, treatment, treated), sessions, seed=seed, history=history)
+    rollout = world.rollout(split_policy(control, treatment, treated), sessions, seed=seed,
+                            earlier_impressions=earlier_impressions)
     return ABResult(per_user_metrics(rollout, sessions, arms), rollout, float(treatment_share), salt)
 
 
@@ -302,9 +239,9 @@ def sample_ratio_mismatch(arms: pd.Series | npt.ArrayLike, treatment_share: floa
     _check_open_unit("threshold", threshold)
     labels = pd.Series(np.ravel(np.asarray(arms, dtype=object)))
     unknown = sorted(set(labels.astype(str)) - set(ARMS))
-    _require("arms", unknown[:3], not unknown, f"labels {CONTROL!r} and {TREATMENT!r} only")
+    require("arms", unknown[:3], not unknown, f"labels {CONTROL!r} and {TREATMENT!r} only")
     counts = np.array([(labels == CONTROL).sum(), (labels == TREATMENT).sum()], dtype=np.int64)
-    _require("arms", f"{counts.sum()} labels", counts.sum() > 0, "at least one label")
+    require("arms", f"{counts.sum()} labels", counts.sum() > 0, "at least one label")
     expected = counts.sum() * np.array([1.0 - treatment_share, treatment_share])
     statistic, p_value = stats.chisquare(counts, expected)
     return pd.Series({"n_control": int(counts[0]), "n_treatment": int(counts[1]),
@@ -315,33 +252,35 @@ def sample_ratio_mismatch(arms: pd.Series | npt.ArrayLike, treatment_share: floa
 
 def _arm_values(per_user: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """The metric's per-user values in control and in treatment, after checking the frame."""
-    _require("per_user", type(per_user).__name__, isinstance(per_user, pd.DataFrame) and "arm" in per_user,
+    require("per_user", type(per_user).__name__, isinstance(per_user, pd.DataFrame) and "arm" in per_user,
              "a DataFrame with an 'arm' column and one row per user")
-    _require("metric", metric, metric in per_user.columns and pd.api.types.is_numeric_dtype(per_user[metric]),
+    require("metric", metric, metric in per_user.columns and pd.api.types.is_numeric_dtype(per_user[metric]),
              f"a numeric column of per_user ({', '.join(c for c in per_user.columns if c != 'arm')})")
     arm = per_user["arm"].astype(str)
     unknown = sorted(set(arm) - set(ARMS))
-    _require("per_user", f"arm labels {unknown[:3]}", not unknown, f"arm labels {CONTROL!r} and {TREATMENT!r} only")
+    require("per_user", f"arm labels {unknown[:3]}", not unknown, f"arm labels {CONTROL!r} and {TREATMENT!r} only")
     values = per_user[metric].to_numpy(dtype=float)
     control, treatment = values[(arm == CONTROL).to_numpy()], values[(arm == TREATMENT).to_numpy()]
-    _require("per_user", f"{len(control)} control and {len(treatment)} treatment rows",
+    require("per_user", f"{len(control)} control and {len(treatment)} treatment rows",
              min(len(control), len(treatment)) >= 2, "at least 2 users in each arm")
-    _require("metric", metric, bool(np.all(np.isfinite(values))), "a column without NaN or infinite values")
+    require("metric", metric, bool(np.all(np.isfinite(values))), "a column without NaN or infinite values")
     return control, treatment
 
 
 def compare_arms(per_user: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.Series:
-    """Treatment against control on one per-user metric: means, lifts, confidence intervals, Welch's p-value.
+    """Treatment against control on one per-user metric: means, lifts, intervals, Welch's p-value.
 
-    - ``abs_lift`` = treatment mean - control mean, with a Welch ``1 - alpha`` interval (``abs_ci_low``,
-      ``abs_ci_high``; Welch-Satterthwaite degrees of freedom), the interval that matches ``p_value``.
-    - ``rel_lift`` = ``abs_lift / control_mean``, with a **delta-method** normal interval (``rel_ci_low``,
-      ``rel_ci_high``): the variance of the ratio of two independent means, ``Var(t)/c^2 + t^2 Var(c)/c^4``,
-      accounts for the noise of the control mean in the denominator, which dividing the absolute interval by
-      the control mean would ignore. Undefined (NaN) when the control mean is 0.
-    - ``p_value``: Welch's two-sample t-test (``scipy.stats.ttest_ind(equal_var=False)``), two-sided: it does
-      not assume the arms have equal variances, which a treatment that changes the feed need not preserve.
-      ``significant`` is ``p_value < alpha``.
+    - ``abs_lift`` = treatment mean - control mean, with a Welch ``1 - alpha`` interval
+      (``abs_ci_low``, ``abs_ci_high``; Welch-Satterthwaite degrees of freedom), the interval that
+      matches ``p_value``.
+    - ``rel_lift`` = ``abs_lift / control_mean``, with a **delta-method** normal interval
+      (``rel_ci_low``, ``rel_ci_high``): the variance of the ratio of two independent means,
+      ``Var(t)/c^2 + t^2 Var(c)/c^4``, accounts for the noise of the control mean in the
+      denominator, which dividing the absolute interval by the control mean would ignore. NaN when
+      the control mean is 0.
+    - ``p_value``: Welch's two-sample t-test (``scipy.stats.ttest_ind(equal_var=False)``),
+      two-sided: it does not assume the arms have equal variances, which a treatment that changes
+      the feed need not preserve. ``significant`` is ``p_value < alpha``.
 
     Rows must be users (the unit of randomization), so that the observations are independent.
     """
@@ -355,13 +294,14 @@ def compare_arms(per_user: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd
     half = float(stats.t.ppf(1.0 - alpha / 2.0, welch.df)) * math.sqrt(var_c + var_t)
     if mean_c != 0:
         rel = diff / mean_c
-        rel_half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * math.sqrt(var_t / mean_c**2
-                                                                         + mean_t**2 * var_c / mean_c**4)
+        z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+        rel_half = z * math.sqrt(var_t / mean_c**2 + mean_t**2 * var_c / mean_c**4)
     else:
         rel, rel_half = float("nan"), float("nan")
     p_value = float(welch.pvalue)
-    return pd.Series({"n_control": n_c, "n_treatment": n_t, "control_mean": mean_c, "treatment_mean": mean_t,
-                      "abs_lift": diff, "abs_ci_low": diff - half, "abs_ci_high": diff + half,
+    return pd.Series({"n_control": n_c, "n_treatment": n_t, "control_mean": mean_c,
+                      "treatment_mean": mean_t, "abs_lift": diff, "abs_ci_low": diff - half,
+                      "abs_ci_high": diff + half,
                       "rel_lift": rel, "rel_ci_low": rel - rel_half, "rel_ci_high": rel + rel_half,
                       "p_value": p_value, "significant": bool(p_value < alpha)}, name=metric)
 
@@ -375,7 +315,7 @@ def compare_all(per_user: pd.DataFrame, metrics: Sequence[str] | None = None, al
     """
     if metrics is None:
         metrics = [m for m in PER_USER_METRICS if isinstance(per_user, pd.DataFrame) and m in per_user.columns]
-    _require("metrics", metrics, isinstance(metrics, Sequence) and not isinstance(metrics, str) and len(metrics) > 0,
+    require("metrics", metrics, isinstance(metrics, Sequence) and not isinstance(metrics, str) and len(metrics) > 0,
              "a non-empty list of metric column names")
     rows = [compare_arms(per_user, metric, alpha).to_dict() for metric in metrics]
     return pd.DataFrame(rows, index=pd.Index(list(metrics), name="metric"))

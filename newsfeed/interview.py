@@ -34,8 +34,8 @@ FRAMEWORK: tuple[Step, ...] = (
     Step("Evaluation", 6, "05_evaluation",
          "How do we know it works: offline metrics, and an online experiment with guardrails?"),
     Step("Deployment and serving", 7, "06_serving",
-         "How is a feed served in tens of milliseconds: retrieval, ranking, re-ranking, features at request time?"),
-    Step("Monitoring and infrastructure", 4, "07_monitoring",
+         "How is a feed served within its latency budget: retrieval, ranking, re-ranking, features at request time?"),
+    Step("Monitoring and continual learning", 4, "07_monitoring",
          "How do we notice the world changing, and how does the model keep up?"),
 )
 

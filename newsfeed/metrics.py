@@ -1,4 +1,5 @@
-"""Metrics the book measures with: the weighted engagement score, per-list ranking metrics, inequality.
+"""Metrics the book measures with: the weighted engagement score (the objective chapter 2 frames), per-list
+ranking metrics, per-reaction probability metrics, inequality, and the report of what a served feed promoted.
 
 Ranking metrics take one row per (list, item) and average over lists, the way a feed is judged: every
 session's feed is one ranked list. They are tested against scikit-learn where the two overlap.
@@ -10,6 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from newsfeed.validation import require, require_float, require_int
+from newsfeed.world import REACTIONS, Rollout, World
 
 #: Value of each reaction in the weighted engagement score (chapter 2 derives and justifies these):
 #: a share is worth twenty clicks, a hide costs as much as a share earns.
@@ -32,6 +36,29 @@ def engagement_score(frame: pd.DataFrame, weights: Mapping[str, float] | None = 
     return pd.Series(total, index=frame.index, name="engagement")
 
 
+#: A user who likes, comments or shares on fewer than this share of impressions "reacts little" (chapter 2).
+LOW_REACTION_RATE = 0.02
+#: Impressions a user needs before their reaction rate is trusted.
+MIN_IMPRESSIONS = 20
+
+
+def reaction_rates(log: pd.DataFrame) -> pd.DataFrame:
+    """Per user of ``log``: ``impressions`` and ``reaction_rate``, the share of impressions with a like, comment
+    or share (the public reactions a passive user rarely gives)."""
+    reacted = log[["like", "comment", "share"]].any(axis=1)
+    return reacted.groupby(log["user_id"]).agg(impressions="size", reaction_rate="mean")
+
+
+def low_reactors(log: pd.DataFrame, rate: float = LOW_REACTION_RATE,
+                 min_impressions: int = MIN_IMPRESSIONS) -> pd.Series:
+    """Whether each user of ``log`` is a *low reactor*: at least ``min_impressions`` impressions, and a
+    reaction rate under ``rate``. The observable proxy for the passive users only the simulator knows."""
+    require_float("rate", rate, 0.0, 1.0)
+    require_int("min_impressions", min_impressions, lo=1)
+    users = reaction_rates(log)
+    return ((users["impressions"] >= min_impressions) & (users["reaction_rate"] < rate)).rename("low reactor")
+
+
 def _ranked(groups: np.ndarray, scores: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row order that sorts each group by descending score (ties broken at random) and each row's 1-based
     rank within its group."""
@@ -48,8 +75,7 @@ def _check_columns(groups: np.ndarray, scores: np.ndarray, relevance: np.ndarray
     if not len(groups) == len(scores) == len(relevance):
         raise ValueError(f"groups, scores and relevance must have one value per row; got lengths "
                          f"{len(groups)}, {len(scores)}, {len(relevance)}")
-    if not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k={k!r} is invalid: k accepts an integer >= 1")
+    require_int("k", k, lo=1)
     if not np.all(np.isfinite(scores)):
         raise ValueError("scores must be finite: got NaN or infinity")
 
@@ -123,28 +149,80 @@ def gini(values: np.ndarray) -> float:
 
 def top_share(values: np.ndarray, top_fraction: float = 0.01) -> float:
     """Share of the total held by the largest ``top_fraction`` of values (e.g. engagement of the top 1% posts)."""
-    if not 0 < top_fraction <= 1:
-        raise ValueError(f"top_fraction={top_fraction!r} is invalid: top_fraction accepts a number in (0, 1]")
+    require_float("top_fraction", top_fraction, 0, 1, open_lo=True)
     values = np.sort(np.asarray(values, dtype=float))[::-1]
     count = max(1, int(round(top_fraction * len(values))))
     return float(values[:count].sum() / values.sum()) if values.sum() > 0 else 0.0
 
 
 def reaction_report(labels: pd.DataFrame, probabilities: pd.DataFrame,
-                    reactions: tuple[str, ...] = ("click", "like", "comment", "share", "hide")) -> pd.DataFrame:
+                    reactions: tuple[str, ...] = REACTIONS) -> pd.DataFrame:
     """Per reaction: ROC-AUC, PR-AUC (average precision), log loss, and calibration (mean predicted over
-    observed rate; 1 is calibrated). ``probabilities`` has a ``p_<reaction>`` column per reaction."""
+    observed rate; 1 is calibrated). ``probabilities`` has a ``p_<reaction>`` column per reaction.
+
+    Every reaction needs at least one positive and one negative label: without a positive, the observed rate is
+    0 and calibration, ROC-AUC and PR-AUC have no value (a slice too small or a reaction too rare).
+    """
     from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
     rows = {}
     for reaction in reactions:
         y = labels[reaction].to_numpy()
+        positives = int(np.sum(y > 0))
+        require("labels", f"{positives} positive {reaction} labels of {len(y)}", 0 < positives < len(y),
+                f"labels with at least one positive and one negative {reaction} (calibration divides by the "
+                "observed rate)")
         p = np.clip(probabilities[f"p_{reaction}"].to_numpy(dtype=float), 1e-7, 1 - 1e-7)
         rows[reaction] = {"ROC-AUC": roc_auc_score(y, p), "PR-AUC": average_precision_score(y, p),
-                          "log loss": log_loss(y, p, labels=[0, 1]), "calibration": p.mean() / max(y.mean(), 1e-12)}
+                          "log loss": log_loss(y, p, labels=[0, 1]), "calibration": p.mean() / y.mean()}
     return pd.DataFrame(rows).T
 
 
 def share_of_lift(value: float | pd.Series, random: float | pd.Series, oracle: float | pd.Series) -> float | pd.Series:
     """How much of the oracle's improvement over random a model captures: 0 is random, 1 the oracle."""
     return (value - random) / (oracle - random)
+
+
+# --------------------------------------------------------------------------------------------------------
+# What a served feed promoted (online, from a rollout)
+# --------------------------------------------------------------------------------------------------------
+#: The column of ``feed_report`` for each reaction (a count per session reads best in the plural).
+REPORT_NAMES: dict[str, str] = {"click": "clicks", "like": "likes", "comment": "comments", "share": "shares",
+                                "hide": "hides"}
+
+
+def feed_report(world: World, rollout: Rollout, top_positions: int = 3, clickbait_threshold: float = 0.5,
+                outcomes: str = "expected") -> pd.Series:
+    """What a served feed promoted, per session that showed at least one post.
+
+    Reactions (``clicks`` ... ``hides``), ``dwell_seconds`` and the weighted ``engagement`` are summed over a
+    session's impressions and averaged over sessions. With ``outcomes="expected"`` they are the sums of the
+    true probabilities (and expected dwell) of what was shown, free of the sampling noise of the outcomes;
+    with ``outcomes="observed"`` they are the sampled reactions, as an A/B test would count them.
+
+    Two columns read the ground truth, which no real company sees: ``clickbait_at_top``, the share of the
+    top ``top_positions`` slots filled with posts whose latent clickbait-ness exceeds ``clickbait_threshold``,
+    and ``quality_at_top``, the mean latent quality of those posts.
+    """
+    require_int("top_positions", top_positions, lo=1)
+    require_float("clickbait_threshold", clickbait_threshold, 0.0, 1.0)
+    require("outcomes", outcomes, outcomes in ("expected", "observed"), "'expected' or 'observed'")
+    impressions = rollout.impressions
+    require("rollout", "a rollout with no impressions", not impressions.empty,
+            "a rollout that showed at least one post (there is nothing to report otherwise)")
+    if outcomes == "expected":
+        values = impressions[["impression_id"]].merge(rollout.probabilities, on="impression_id", how="left")
+        reactions = values[[f"p_{r}" for r in REACTIONS]].set_axis(list(REACTIONS), axis=1)
+        dwell = values["expected_dwell"]
+    else:
+        reactions = impressions[list(REACTIONS)].astype(float)
+        dwell = impressions["dwell_seconds"]
+    n_sessions = impressions["session_id"].nunique()
+    per_session = {REPORT_NAMES[r]: float(reactions[r].sum()) / n_sessions for r in REACTIONS}
+    per_session["dwell_seconds"] = float(dwell.sum()) / n_sessions
+    per_session["engagement"] = float(engagement_score(reactions).sum()) / n_sessions
+    top = impressions.loc[impressions["position"] <= top_positions, "post_id"].to_numpy()
+    per_session["clickbait_at_top"] = float(np.mean(world.truth.post_clickbait[top] > clickbait_threshold))
+    per_session["quality_at_top"] = float(np.mean(world.truth.post_quality[top]))
+    per_session["sessions"] = float(n_sessions)
+    return pd.Series(per_session, name=outcomes)

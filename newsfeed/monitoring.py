@@ -24,6 +24,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from newsfeed.validation import require_float
+
 #: PSI rule of thumb: below 0.1 no meaningful shift, 0.1–0.25 a moderate shift to watch, above 0.25 act.
 PSI_WARN = 0.1
 PSI_ALERT = 0.25
@@ -51,8 +53,7 @@ def _numbers(name: str, values: Iterable[object]) -> np.ndarray:
 
 
 def _check_threshold(name: str, value: float) -> None:
-    if not isinstance(value, int | float | np.integer | np.floating) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}={value!r} is invalid: {name} accepts a number > 0")
+    require_float(name, value, 0, open_lo=True)
 
 
 def bin_shares(reference: Iterable[object], current: Iterable[object], bins: int = 10,
@@ -95,13 +96,14 @@ def bin_shares(reference: Iterable[object], current: Iterable[object], bins: int
     return counts / counts.sum()
 
 
-def psi(reference: Iterable[object], current: Iterable[object], bins: int = 10, categorical: bool = False,
-        epsilon: float = 1e-4) -> float:
+def psi(reference: Iterable[object], current: Iterable[object], bins: int = 10,
+        categorical: bool = False, epsilon: float = 1e-4) -> float:
     """Population stability index of ``current`` against ``reference``.
 
-    ``sum((c - r) * ln(c / r))`` over the bins of ``bin_shares``; a bin empty in one sample gets ``epsilon``
-    instead of 0 so the logarithm stays finite (a category never seen before counts fully). 0 means the same
-    distribution; the rule of thumb reads < 0.1 stable, 0.1–0.25 moderate shift, > 0.25 major shift.
+    ``sum((c - r) * ln(c / r))`` over the bins of ``bin_shares``; a bin empty in one sample gets
+    ``epsilon`` instead of 0 so the logarithm stays finite (a category never seen before counts
+    fully). 0 means the same distribution; the rule of thumb reads < 0.1 stable, 0.1–0.25 moderate
+    shift, > 0.25 major shift.
     """
     _check_threshold("epsilon", epsilon)
     shares = bin_shares(reference, current, bins=bins, categorical=categorical).clip(lower=epsilon)

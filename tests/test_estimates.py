@@ -93,3 +93,16 @@ def test_bad_arguments_are_rejected() -> None:
 ])
 def test_readable(value: float, unit: str, text: str) -> None:
     assert readable(value, unit) == text
+
+
+def test_latency_budget_is_one_table_the_book_shares() -> None:
+    from newsfeed.estimates import END_TO_END_P99_MS, RANKING_P99_MS, latency_budget, server_budget_ms
+
+    stages = latency_budget()
+    assert stages["p99_ms"].sum() == END_TO_END_P99_MS
+    assert stages.set_index("stage").at["heavy ranking", "p99_ms"] == RANKING_P99_MS
+    assert server_budget_ms() == 150.0 and server_budget_ms(latency_budget(300, 80)) == 180.0
+    with pytest.raises(ValueError, match="end_to_end_ms=100 is invalid: end_to_end_ms accepts more than"):
+        latency_budget(100)
+    with pytest.raises(ValueError, match="ranking_ms=0 is invalid"):
+        latency_budget(ranking_ms=0)

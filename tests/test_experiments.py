@@ -17,15 +17,13 @@ from newsfeed.experiments import (
     assign_arms,
     compare_all,
     compare_arms,
-    epsilon_greedy,
     minimum_detectable_lift,
     run_ab_test,
     sample_ratio_mismatch,
     sample_size_per_arm,
-    split_policy,
 )
-from newsfeed.framing import oracle_policy
 from newsfeed.metrics import engagement_score
+from newsfeed.policies import epsilon_greedy, oracle_policy, split_policy
 from newsfeed.world import World, legacy_ranker
 
 
@@ -41,14 +39,14 @@ def last_days(small: World) -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def aa_test(small: World, last_days: tuple[pd.DataFrame, pd.DataFrame]) -> ABResult:
     sessions, history = last_days
-    return run_ab_test(small, legacy_ranker(0), legacy_ranker(0), sessions, seed=0, history=history)
+    return run_ab_test(small, legacy_ranker(0), legacy_ranker(0), sessions, seed=0, earlier_impressions=history)
 
 
 @pytest.fixture(scope="module")
 def ab_test(small: World, last_days: tuple[pd.DataFrame, pd.DataFrame]) -> ABResult:
     sessions, history = last_days
     oracle = oracle_policy(small, partial(engagement_score, prefix="p_"))
-    return run_ab_test(small, legacy_ranker(0), oracle, sessions, seed=0, history=history)
+    return run_ab_test(small, legacy_ranker(0), oracle, sessions, seed=0, earlier_impressions=history)
 
 
 # ---- assignment ----------------------------------------------------------------------------------------
@@ -130,7 +128,7 @@ def test_per_user_table_covers_every_user_with_a_session(aa_test: ABResult,
 def test_a_test_is_deterministic(small: World, last_days: tuple[pd.DataFrame, pd.DataFrame],
                                  aa_test: ABResult) -> None:
     sessions, history = last_days
-    again = run_ab_test(small, legacy_ranker(0), legacy_ranker(0), sessions, seed=0, history=history)
+    again = run_ab_test(small, legacy_ranker(0), legacy_ranker(0), sessions, seed=0, earlier_impressions=history)
     pd.testing.assert_frame_equal(again.per_user, aa_test.per_user)
 
 
@@ -256,10 +254,11 @@ def test_rollout_refuses_a_history_whose_impression_ids_clash(small: World) -> N
     log = small.impressions
     week = small.sessions.head(20)
     clashing = pd.concat([log, log.head(5).assign(post_id=log["post_id"].head(5) + 1)])
-    with pytest.raises(ValueError, match="history=.* is invalid: history accepts impressions whose impression_id"):
-        small.rollout(legacy_ranker(0), week, seed=0, history=clashing)
+    with pytest.raises(ValueError, match="earlier_impressions=.* is invalid: earlier_impressions accepts "
+                                         "impressions whose impression_id"):
+        small.rollout(legacy_ranker(0), week, seed=0, earlier_impressions=clashing)
     retried = pd.concat([log, log.head(5)])  # an exact retry is fine
-    small.rollout(legacy_ranker(0), week, seed=0, history=retried)
+    small.rollout(legacy_ranker(0), week, seed=0, earlier_impressions=retried)
 
 
 def test_epsilon_greedy_aims_its_exploration() -> None:

@@ -9,9 +9,20 @@ import pandas as pd
 import pytest
 
 from newsfeed import features
-from newsfeed.world import REACTIONS, WorldConfig, simulate
+from newsfeed.world import REACTIONS, World, WorldConfig, simulate
 
-T0 = pd.Timestamp("2026-01-05")
+T0 = pd.Timestamp("2026-01-05")  # a Monday
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    """The small world with seed 4, simulated once for every test here that needs realistic data."""
+    return simulate(WorldConfig.at_scale("small", seed=4))
+
+
+@pytest.fixture(scope="module")
+def log(world: World) -> pd.DataFrame:
+    return features.clean_impressions(world.impressions)[0]
 
 
 def tiny_log() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -30,7 +41,7 @@ def tiny_log() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_aggregates_use_only_the_past_and_never_the_row_itself() -> None:
     log, posts = tiny_log()
-    history = features.point_in_time_aggregates(log, log, posts)
+    history = features.LogAggregates(log, posts).aggregates(log)
     assert history["post_impressions"].tolist() == [0, 1, 2, 0]
     assert history["post_like"].tolist() == [0, 1, 2, 0]  # row 1's own like is not in its feature
     assert history["user_like"].tolist() == [0, 0, 1, 1]
@@ -40,24 +51,22 @@ def test_aggregates_use_only_the_past_and_never_the_row_itself() -> None:
 
 def test_changing_a_label_never_changes_that_rows_features() -> None:
     log, posts = tiny_log()
-    before = features.point_in_time_aggregates(log, log, posts)
+    before = features.LogAggregates(log, posts).aggregates(log)
     flipped = log.assign(like=log["like"].where(log.index != 2, 1), click=log["click"].where(log.index != 2, 0))
-    after = features.point_in_time_aggregates(flipped, flipped, posts)
+    after = features.LogAggregates(flipped, posts).aggregates(flipped)
     pd.testing.assert_series_equal(before.loc[2], after.loc[2])
 
 
 def test_events_at_the_same_instant_are_not_the_past() -> None:
     log, posts = tiny_log()
     same_time = log.assign(timestamp=T0 + pd.Timedelta(hours=1))
-    history = features.point_in_time_aggregates(same_time, same_time, posts)
+    history = features.LogAggregates(same_time, posts).aggregates(same_time)
     assert (history["post_impressions"] == 0).all()
 
 
-def test_as_of_join_matches_brute_force_on_a_simulated_world() -> None:
-    world = simulate(WorldConfig.at_scale("small", seed=4))
-    log, _ = features.clean_impressions(world.impressions)
+def test_as_of_join_matches_brute_force_on_a_simulated_world(world: World, log: pd.DataFrame) -> None:
     sample = log.sample(300, random_state=0)
-    history = features.point_in_time_aggregates(sample, log, world.posts)
+    history = features.LogAggregates(log, world.posts).aggregates(sample)
     for index, row in sample.iterrows():
         earlier = log[(log["timestamp"] < row["timestamp"]) & (log["post_id"] == row["post_id"])]
         assert history.loc[index, "post_impressions"] == len(earlier)
@@ -130,8 +139,12 @@ def test_weekly_split_and_smoothing() -> None:
     split = features.weekly_split("2026-01-05")
     stamps = pd.Series(pd.to_datetime(["2026-01-05", "2026-01-18 23:59", "2026-01-19", "2026-01-26"], format="ISO8601"))
     assert split.assign(stamps).tolist() == ["train", "train", "valid", "test"]
-    with pytest.raises(ValueError, match="train_weeks"):
+    with pytest.raises(ValueError, match="train_weeks=0 is invalid: train_weeks accepts an integer >= 1"):
         features.weekly_split("2026-01-05", train_weeks=0)
+    with pytest.raises(ValueError, match="train_weeks=1.5 is invalid: train_weeks accepts an integer >= 1"):
+        features.weekly_split("2026-01-05", train_weeks=1.5)
+    with pytest.raises(ValueError, match="start='not a date' is invalid: start accepts a date"):
+        features.weekly_split("not a date")
     rate = features.smoothed_rate(pd.Series([0.0, 1.0, 100.0]), pd.Series([0.0, 1.0, 100.0]), 0.1)
     assert rate.tolist() == pytest.approx([0.1, 2 / 11, 101 / 110])
 
@@ -146,28 +159,49 @@ def test_text_vectors_learn_only_past_vocabulary() -> None:
     assert features.nearest_neighbours(vectors.to_numpy(), 0, k=1).tolist() == [1]
 
 
-def test_feature_table_serves_any_request_like_a_training_row() -> None:
-    world = simulate(WorldConfig.at_scale("small", seed=4))
+def test_feature_table_serves_any_request_like_a_training_row(world: World, log: pd.DataFrame) -> None:
     users, _ = features.clean_users(world.users)
-    log, _ = features.clean_impressions(world.impressions)
+    aggregates = features.LogAggregates(log, world.posts)
     rows = log.iloc[[100, 5000, 20000]]
-    as_training = features.feature_table(log, log, world.posts, users, world.edges).loc[rows.index]
-    request = rows[["user_id", "post_id", "timestamp", "device", "position", "source"]]
-    as_serving = features.feature_table(request, log, world.posts, users, world.edges)
+    as_training = features.feature_table(log, users, world.edges, aggregates).loc[rows.index]
+    request = rows[list(features.REQUEST_COLUMNS)]
+    as_serving = features.feature_table(request, users, world.edges, aggregates)
     shared = [c for c in as_serving.columns if c not in (*REACTIONS, "dwell_seconds")]
     pd.testing.assert_frame_equal(as_serving[shared], as_training[shared])
     with pytest.raises(ValueError, match="requests is missing columns"):
-        features.point_in_time_aggregates(request.drop(columns="timestamp"), log, world.posts)
+        aggregates.aggregates(request.drop(columns="timestamp"))
 
 
-def test_snapshot_lookup_equals_the_as_of_join() -> None:
-    world = simulate(WorldConfig.at_scale("small", seed=4))
-    log, _ = features.clean_impressions(world.impressions)
+def test_feature_table_refuses_requests_it_cannot_answer(world: World, log: pd.DataFrame) -> None:
+    users, _ = features.clean_users(world.users)
+    aggregates = features.LogAggregates(log, world.posts)
+    request = log.iloc[[100, 200]][list(features.REQUEST_COLUMNS)]
+    with pytest.raises(ValueError, match=r"requests is missing columns \['device'\]: requests accepts a DataFrame"):
+        features.feature_table(request.drop(columns="device"), users, world.edges, aggregates)
+    unknown = request.assign(post_id=[3, 10**9])
+    with pytest.raises(ValueError, match=r"requests.post_id=\[1000000000\] is invalid: requests.post_id accepts "
+                                         "the id of a post"):
+        features.feature_table(unknown, users, world.edges, aggregates)
+    with pytest.raises(ValueError, match="aggregates='DataFrame' is invalid: aggregates accepts an AggregateSource"):
+        features.feature_table(request, users, world.edges, log)
+
+
+def test_time_features_read_the_clock_of_the_request(world: World, log: pd.DataFrame) -> None:
+    users, _ = features.clean_users(world.users)
+    request = log.iloc[[0, 0, 0]][list(features.REQUEST_COLUMNS)].reset_index(drop=True)
+    request["timestamp"] = pd.to_datetime(["2026-01-05 18:30", "2026-01-10 06:00", "2026-01-11 00:00"])
+    table = features.feature_table(request, users, world.edges, features.LogAggregates(log, world.posts))
+    assert table["weekday"].tolist() == ["Monday", "Saturday", "Sunday"]
+    hours = np.arctan2(table["hour_sin"], table["hour_cos"]) % (2 * np.pi) * 24 / (2 * np.pi)
+    assert hours.tolist() == pytest.approx([18.5, 6.0, 0.0])
+
+
+def test_snapshot_lookup_equals_the_as_of_join(world: World, log: pd.DataFrame) -> None:
     cutoff = pd.Timestamp("2026-01-26")
     before = log[log["timestamp"] < cutoff]
     later = log[log["timestamp"] >= cutoff].sample(400, random_state=1)
-    snapshot = features.History(before, world.posts).aggregates(later)  # every request after the log
-    as_of = features.History(log, world.posts).aggregates(later.assign(timestamp=cutoff - pd.Timedelta("1ms")))
+    snapshot = features.LogAggregates(before, world.posts).aggregates(later)  # every request after the log
+    as_of = features.LogAggregates(log, world.posts).aggregates(later.assign(timestamp=cutoff - pd.Timedelta("1ms")))
     as_of["user_written_posts"] = snapshot["user_written_posts"]  # posts keep being written after the cutoff
     as_of["user_written_topic_posts"] = snapshot["user_written_topic_posts"]
     decayed = "user_author_engagement_decayed"  # decays with the request time, so compare the rest exactly
@@ -182,12 +216,13 @@ def test_author_followers_count_only_earlier_edges() -> None:
     edges = pd.DataFrame({"user_id": [1, 2], "target_id": [10, 10], "edge_type": ["follow", "follow"],
                           "created_at": [T0, T0 + pd.Timedelta(hours=2, minutes=30)]})
     requests = log.assign(device="ios", position=1, source="follow")
-    table = features.feature_table(requests, log, posts, users, edges)
+    table = features.feature_table(requests, users, edges, features.LogAggregates(log, posts))
     assert table["author_followers"].tolist() == [1, 1, 2, 2]
     assert table["is_follow"].tolist() == [1, 0, 1, 1]  # user 2 followed at 2:30, after its 2:00 impression
-    with pytest.raises(ValueError, match="followers has 1 values, which is invalid"):
-        features.feature_table(requests, log, posts, users, edges, followers=np.ones(1))
-    given = features.feature_table(requests, log, posts, users, edges, followers=np.array([5, 6, 7, 8]))
+    aggregates = features.LogAggregates(log, posts)
+    with pytest.raises(ValueError, match="followers='1 values' is invalid: followers accepts one count per request"):
+        features.feature_table(requests, users, edges, aggregates, followers=np.ones(1))
+    given = features.feature_table(requests, users, edges, aggregates, followers=np.array([5, 6, 7, 8]))
     assert given["author_followers"].tolist() == [5, 6, 7, 8]
 
 
@@ -219,8 +254,7 @@ def test_compiled_transform_refuses_what_it_cannot_reproduce() -> None:
         features.CompiledTransform(odd)
 
 
-def test_topics_read_from_text_beat_the_noisy_labels() -> None:
-    world = simulate(WorldConfig.at_scale("small", seed=4))
+def test_topics_read_from_text_beat_the_noisy_labels(world: World) -> None:
     split = features.weekly_split(world.config.start)
     posts = features.clean_posts(world.posts, split.train_end)
     true = world.true_topics(world.posts["post_id"])

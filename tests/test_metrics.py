@@ -13,6 +13,7 @@ from newsfeed.metrics import (
     gini,
     map_at_k,
     ndcg_at_k,
+    reaction_report,
     recall_at_k,
     top_share,
 )
@@ -89,3 +90,21 @@ def test_inequality_measures() -> None:
         gini(np.array([-1.0, 2.0]))
     with pytest.raises(ValueError, match="top_fraction=0 is invalid"):
         top_share(np.ones(3), 0)
+
+
+def test_reaction_report_measures_calibration_as_predicted_over_observed() -> None:
+    labels = pd.DataFrame({"click": [1, 0, 0, 0] * 25, "like": [1, 1, 0, 0] * 25})
+    predicted = pd.DataFrame({"p_click": np.full(100, 0.5), "p_like": np.full(100, 0.25)})
+    report = reaction_report(labels, predicted, reactions=("click", "like"))
+    assert report.loc["click", "calibration"] == pytest.approx(2.0)  # predicts twice what happens
+    assert report.loc["like", "calibration"] == pytest.approx(0.5)  # half
+    assert report.loc["click", "ROC-AUC"] == pytest.approx(0.5)  # one score for every row ranks nothing
+
+
+def test_reaction_report_refuses_labels_without_both_classes() -> None:
+    predicted = pd.DataFrame({"p_like": np.full(50, 0.1)})
+    with pytest.raises(ValueError, match="labels='0 positive like labels of 50' is invalid: labels accepts labels "
+                                         "with at least one positive and one negative like"):
+        reaction_report(pd.DataFrame({"like": np.zeros(50)}), predicted, reactions=("like",))
+    with pytest.raises(ValueError, match="50 positive like labels of 50"):
+        reaction_report(pd.DataFrame({"like": np.ones(50)}), predicted, reactions=("like",))

@@ -64,7 +64,7 @@ def test_network_is_deterministic_learns_and_serves_new_users(dataset: features.
     first = tiny_network().fit(train, valid)
     second = tiny_network().fit(train, valid)
     pd.testing.assert_frame_equal(first.predict(valid), second.predict(valid))
-    assert [h["epoch"] for h in first.history] == list(range(1, len(first.history) + 1))
+    assert [h["epoch"] for h in first.learning_curve] == list(range(1, len(first.learning_curve) + 1))
     assert roc_auc_score(valid["like"], first.predict(valid)["p_like"]) > 0.75
     stranger = valid.head(3).assign(user_id=10**9, author_id=10**9, topic="knitting")
     assert np.isfinite(first.predict(stranger).to_numpy()).all()
@@ -79,11 +79,31 @@ def test_position_is_explained_not_served(dataset: features.Dataset) -> None:
     np.testing.assert_allclose(network.score(rows.assign(position=10)), network.score(rows))
 
 
-@pytest.mark.parametrize(("overrides", "name"), [({"dropout": 1.5}, "dropout"), ({"max_epochs": 0}, "max_epochs"),
-                                                 ({"task_weights": {"click": 1.0}}, "task_weights")])
-def test_bad_network_config_is_refused(overrides: dict, name: str) -> None:
-    with pytest.raises(ValueError, match=f"^{name}=.* is invalid"):
+@pytest.mark.parametrize(("overrides", "accepts"), [
+    ({"dropout": 1.5}, r"dropout=1.5 is invalid: dropout accepts a number in \[0, 1\)"),
+    ({"max_epochs": 0}, "max_epochs=0 is invalid: max_epochs accepts an integer >= 1"),
+    ({"max_position": -1}, "max_position=-1 is invalid: max_position accepts an integer >= 1"),
+    ({"embedding_weight_decay": -1}, "embedding_weight_decay=-1 is invalid: embedding_weight_decay accepts a number "
+                                     ">= 0.0"),
+    ({"learning_rate": 0}, "learning_rate=0 is invalid: learning_rate accepts a number > 0.0"),
+    ({"hidden": ()}, r"hidden=\(\) is invalid: hidden accepts one or more layer widths >= 1"),
+    ({"task_weights": {"click": 1.0}}, "task_weights=.* is invalid: task_weights accepts a non-negative weight for "
+                                       "each of click, like, comment, share, hide, dwell")])
+def test_bad_network_config_is_refused_with_its_range(overrides: dict, accepts: str) -> None:
+    with pytest.raises(ValueError, match=f"^{accepts}"):
         models.MultiTask(models.MultiTaskConfig(**overrides))
+
+
+@pytest.mark.parametrize("ranker", [models.Popularity(), models.logistic_regression(), tiny_network()],
+                         ids=lambda r: r.name)
+def test_predicting_before_fit_says_so(dataset: features.Dataset, ranker: models.Ranker) -> None:
+    from sklearn.exceptions import NotFittedError
+
+    rows = dataset.part("valid").head(5)
+    with pytest.raises(NotFittedError, match=f"this {ranker.name} is not fitted yet: call fit"):
+        ranker.predict(rows)
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        ranker.score(rows)
 
 
 def test_final_network_is_cached(tmp_path: Path, dataset: features.Dataset) -> None:
@@ -93,3 +113,6 @@ def test_final_network_is_cached(tmp_path: Path, dataset: features.Dataset) -> N
     loaded = models.final_multitask(dataset, tmp_path, config=config)
     valid = dataset.part("valid")
     pd.testing.assert_frame_equal(loaded.predict(valid), trained.predict(valid))
+    longer = models.final_multitask(dataset, tmp_path, epochs=2, config=config)  # not the cached 1-epoch network
+    assert longer.config.max_epochs == 2 and len(longer.learning_curve) == 2
+    assert len(list(tmp_path.glob("multitask-*.pt"))) == 1

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from newsfeed import features, models, serving
-from newsfeed.data import load_world
+from newsfeed.world import load_world
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +32,18 @@ def test_served_features_equal_offline_features(setting: tuple) -> None:
     served = server.features(user, posts)
     requests = served[["user_id", "post_id", "timestamp", "device", "position", "source"]]
     # Offline: as-of joins on the *whole* log (events after the snapshot included), as training rows get them.
-    offline = features.feature_table(requests, dataset.log, dataset.posts, dataset.users, world.edges)
+    offline = features.feature_table(requests, dataset.users, world.edges, dataset.aggregates(dataset.log))
     offline = offline.join(dataset.text, on="post_id")
     pd.testing.assert_frame_equal(served, offline, check_dtype=False, check_exact=True)
 
 
 def test_store_aggregates_equal_history(setting: tuple) -> None:
     world, dataset, server = setting
-    before = dataset.log[dataset.log["timestamp"] < serving.SERVE_AT]
+    before = dataset.log[dataset.log["timestamp"] < dataset.serve_at]
     # At the snapshot time itself: later requests would also count posts written after it (the store is stale
     # by design until the next batch run; the as-of join is not).
-    requests = dataset.part("test").head(300)[["user_id", "post_id"]].assign(timestamp=serving.SERVE_AT)
-    expected = dataset.history(before).aggregates(requests)
+    requests = dataset.part("test").head(300)[["user_id", "post_id"]].assign(timestamp=dataset.serve_at)
+    expected = dataset.aggregates(before).aggregates(requests)
     pd.testing.assert_frame_equal(server.store.aggregates(requests), expected, check_exact=True)
 
 
@@ -67,6 +67,17 @@ def test_candidates_are_recent_unseen_and_not_own(setting: tuple) -> None:
     assert not set(candidates["post_id"]) & set(seen)
     assert candidates["post_id"].is_unique
     assert set(candidates["source"]) <= set(serving.SOURCES)
+
+
+def test_rerank_freshness_halves_a_score_every_half_life() -> None:
+    scored = pd.DataFrame({"post_id": [1, 2], "author_id": [1, 2], "topic": ["a", "b"], "p_hide": [0.0, 0.0],
+                           "score": [1.0, 1.99], "post_age_hours": [0.0, 10.0]})
+    config = serving.RerankConfig(freshness_half_life_hours=10.0)
+    assert serving.rerank(scored, 2, config)["post_id"].tolist() == [1, 2]  # 1.99 / 2 < 1
+    assert serving.rerank(scored.assign(score=[1.0, 2.01]), 2, config)["post_id"].tolist() == [2, 1]
+    assert serving.rerank(scored, 2)["post_id"].tolist() == [2, 1]  # no freshness rule: score alone
+    with pytest.raises(ValueError, match="limit=0 is invalid"):
+        serving.rerank(scored, 0)
 
 
 def test_rerank_filters_hides_and_diversifies() -> None:
@@ -96,7 +107,25 @@ def test_handle_refuses_bad_input_with_4xx(setting: tuple, user_id: str, limit: 
     _, _, server = setting
     user_id = str(warm_user(server)) if user_id == "USER" else user_id
     code, body = serving.handle(server, user_id, limit)
-    assert code == status and "invalid" in body["error"] or "unknown" in body["error"]
+    assert code == status
+    assert "invalid" in body["error"] or "unknown" in body["error"]
+
+
+@pytest.mark.parametrize(("user", "limit", "message"), [
+    ("USER", 0, "limit=0 is invalid: limit accepts an integer from 1 to 100"),
+    ("USER", -5, "limit=-5 is invalid: limit accepts an integer from 1 to 100"),
+    ("USER", 2.5, "limit=2.5 is invalid"),
+    (999999, 10, "user=999999 is invalid: user accepts the id of a person who signed up before")])
+def test_feed_refuses_bad_input(setting: tuple, user: object, limit: object, message: str) -> None:
+    _, _, server = setting
+    with pytest.raises(ValueError, match=message):
+        server.feed(warm_user(server) if user == "USER" else user, limit)
+
+
+def test_server_serves_at_the_start_of_the_test_week(setting: tuple) -> None:
+    world, dataset, server = setting
+    assert server.index.now == dataset.serve_at == dataset.time_split.valid_end
+    assert server.index.now == world.config.start_time + pd.Timedelta(weeks=3)
 
 
 def test_cold_start_users_get_a_feed(setting: tuple) -> None:

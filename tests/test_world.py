@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from newsfeed import data, vocabulary
+from newsfeed import features, vocabulary
 from newsfeed.metrics import engagement_score, gini, ndcg_at_k, top_share
-from newsfeed.world import REACTIONS, DriftConfig, World, WorldConfig, legacy_ranker, main, simulate
+from newsfeed.world import REACTIONS, DriftConfig, World, WorldConfig, legacy_ranker, main, simulate, storage
 
 DATASHEET = Path(__file__).resolve().parent.parent / "data" / "README.md"
 
@@ -80,7 +80,7 @@ def test_unknown_scale_is_refused() -> None:
     with pytest.raises(ValueError, match="scale='huge' is invalid: scale accepts one of small, default, large"):
         WorldConfig.at_scale("huge")
     with pytest.raises(ValueError, match="scale="):
-        data.load_world(scale="huge")
+        storage.load_world(scale="huge")
 
 
 def test_dirty_data_is_there(small: World) -> None:
@@ -116,8 +116,6 @@ def test_realism_bands(default: World) -> None:
 
 
 def test_ground_truth_beats_popularity_beats_random(default: World) -> None:
-    from newsfeed.features import popularity_score, post_counts_so_far
-
     impressions = default.impressions.drop_duplicates("impression_id").reset_index(drop=True)
     last_week = (impressions["timestamp"] >= pd.Timestamp("2026-01-26")).to_numpy()
     test = impressions[last_week].reset_index(drop=True)
@@ -125,7 +123,10 @@ def test_ground_truth_beats_popularity_beats_random(default: World) -> None:
     relevance = engagement_score(default.sample_outcomes(*args, seed=3)).to_numpy()
     groups = test["session_id"].to_numpy()
     oracle = ndcg_at_k(groups, engagement_score(default.probabilities(*args), prefix="p_").to_numpy(), relevance)
-    popular = ndcg_at_k(groups, popularity_score(post_counts_so_far(impressions)).to_numpy()[last_week], relevance)
+    counts = features.LogAggregates(impressions, default.posts).aggregates(impressions)
+    popularity = features.smoothed_rate(counts["post_engagement"], counts["post_impressions"],
+                                        features.ENGAGEMENT_PRIOR)
+    popular = ndcg_at_k(groups, popularity.to_numpy()[last_week], relevance)
     random = ndcg_at_k(groups, np.random.default_rng(0).random(len(test)), relevance)
     assert oracle > popular + 0.08
     assert popular > random + 0.02
@@ -182,7 +183,7 @@ def test_rollout_rewards_a_better_policy(small: World) -> None:
     def random(candidates: pd.DataFrame) -> np.ndarray:
         return np.random.default_rng(0).random(len(candidates))
 
-    served = {name: small.rollout(policy, week, seed=5, history=history)
+    served = {name: small.rollout(policy, week, seed=5, earlier_impressions=history)
               for name, policy in (("oracle", oracle), ("random", random), ("legacy", legacy_ranker(0)))}
     value = {name: engagement_score(r.probabilities, prefix="p_").mean() for name, r in served.items()}
     assert value["oracle"] > 1.3 * value["random"]
@@ -192,8 +193,20 @@ def test_rollout_rewards_a_better_policy(small: World) -> None:
     assert not shown.merge(history, on=["user_id", "post_id"]).shape[0]  # nor one seen before the rollout
     with pytest.raises(ValueError, match="policy=.* accepts a callable returning one finite score"):
         small.rollout(lambda c: np.zeros(3), week.head(20))
-    with pytest.raises(ValueError, match="sessions=.* accepts a DataFrame with columns"):
+    with pytest.raises(ValueError, match="sessions is missing columns .* accepts a DataFrame with columns"):
         small.rollout(random, week.drop(columns="device"))
+
+
+def test_rollout_refuses_sessions_of_another_world(small: World) -> None:
+    week = small.sessions.head(5)
+    stranger = week.assign(user_id=[0, 1, 2, 3, small.n_people])  # a page, or nobody: not a person here
+    with pytest.raises(ValueError, match=r"sessions.user_id=\[400\] is invalid: sessions.user_id accepts integer "
+                                         r"ids from 0 to 399 \(sessions.user_id of a person\)"):
+        small.rollout(legacy_ranker(0), stranger)
+    unknown = week.assign(session_id=[0, 1, 2, 3, 10**7])
+    with pytest.raises(ValueError, match=r"sessions.session_id=\[10000000\] is invalid: sessions.session_id "
+                                         "accepts integer ids from 0 to"):
+        small.rollout(legacy_ranker(0), unknown)
 
 
 def test_drift_changes_the_world_after_its_start() -> None:
@@ -214,12 +227,12 @@ def test_save_load_round_trip_and_cache(tmp_path: Path, small: World) -> None:
     loaded = World.load(folder)
     assert content_hash(loaded) == content_hash(small)
     assert loaded.config == small.config
-    cached = data.load_world("small", seed=0, data_dir=tmp_path)
+    cached = storage.load_world("small", seed=0, data_dir=tmp_path)
     assert (tmp_path / "small-seed0" / "fingerprint.json").exists()
-    assert content_hash(data.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
+    assert content_hash(storage.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
     (tmp_path / "small-seed0" / "fingerprint.json").write_text('{"simulator": "stale"}')
-    assert content_hash(data.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
-    assert data._is_current(tmp_path / "small-seed0")
+    assert content_hash(storage.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
+    assert storage._is_current(tmp_path / "small-seed0")
 
 
 def test_command_line_writes_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,32 +1,44 @@
-"""Loading the book's world: read it from ``data/`` if it is there, otherwise generate it and cache it.
+"""Storing the book's world: read it from ``data/`` if it is there, otherwise generate it and cache it.
 
 A fresh clone works offline with no extra step: the first notebook that asks for the world generates it
 (about 10 s at the default scale) and writes it to ``data/<scale>-seed<seed>/``; every later load reads the
-Parquet files. The cache carries a fingerprint of the simulator's source, so a changed simulator never serves
-a stale world.
+Parquet files. The cache carries a fingerprint of the simulator's source (every module of this package, and
+the vocabulary), so a changed simulator never serves a stale world.
+
+``python -m newsfeed.world --out data`` writes the default world from the command line (``main``).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from newsfeed import vocabulary, world
-from newsfeed.world import SCALES, World, WorldConfig, simulate
+from newsfeed import vocabulary
+from newsfeed.validation import require
+from newsfeed.world.config import SCALES, WorldConfig
+from newsfeed.world.core import World
+from newsfeed.world.generate import simulate
 
 #: The repository's data folder (next to the package); override with the NEWSFEED_DATA environment variable.
-DATA_DIR = Path(os.environ.get("NEWSFEED_DATA", Path(__file__).resolve().parent.parent / "data"))
+DATA_DIR = Path(os.environ.get("NEWSFEED_DATA", Path(__file__).resolve().parents[2] / "data"))
+
+
+def source_files() -> list[Path]:
+    """The simulator's source: every module of the ``newsfeed.world`` package, and the vocabulary."""
+    return [*sorted(Path(__file__).parent.glob("*.py")), Path(vocabulary.__file__)]
 
 
 def simulator_fingerprint() -> str:
     """A hash of the simulator's source: a cached world is valid only for the code that generated it."""
     digest = hashlib.sha256()
-    for module in (world, vocabulary):
-        digest.update(Path(module.__file__).read_bytes())
+    for path in source_files():
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -61,8 +73,7 @@ def _is_current(folder: Path) -> bool:
 
 def load_world(scale: str = "default", seed: int = 0, data_dir: str | Path | None = None) -> World:
     """The world of ``scale`` (``small``, ``default``, ``large``) and ``seed``: cached, or generated now."""
-    if scale not in SCALES:
-        raise ValueError(f"scale={scale!r} is invalid: scale accepts one of {', '.join(SCALES)}")
+    require("scale", scale, scale in SCALES, f"one of {', '.join(SCALES)}")
     folder = world_folder(DATA_DIR if data_dir is None else data_dir, scale, seed)
     if _is_current(folder):
         return World.load(folder)
@@ -75,3 +86,22 @@ def artifacts_folder(scale: str = "default", seed: int = 0, data_dir: str | Path
     """Where trained models for the world of ``scale`` and ``seed`` are cached (inside the world's folder, so a
     regenerated world never meets models trained on an older one)."""
     return world_folder(DATA_DIR if data_dir is None else data_dir, scale, seed) / "models"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m newsfeed.world``: generate a world and write its tables into OUT/<scale>-seed<seed>/."""
+    parser = argparse.ArgumentParser(prog="python -m newsfeed.world", description="Generate the simulated world "
+                                     "and write its tables as Parquet into OUT/<scale>-seed<seed>/.")
+    parser.add_argument("--out", type=Path, default=Path("data"), help="folder to write into (default: data)")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="default")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        config = WorldConfig.at_scale(args.scale, seed=args.seed)
+    except ValueError as error:
+        parser.error(str(error))
+    world = simulate(config, progress=True)
+    folder = save_world(world, world_folder(args.out, args.scale, args.seed))
+    sizes = ", ".join(f"{name} {len(getattr(world, name)):,}" for name in World.TABLES)
+    print(f"wrote {folder}: {sizes}")
+    return 0

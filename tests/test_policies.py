@@ -1,4 +1,5 @@
-"""Oracle policies rank by the true probabilities; the feed report counts what a feed promoted."""
+"""Policies: oracles rank by the true probabilities, a trained ranker serves at the top of the feed; the feed
+report counts what a feed promoted."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from newsfeed.framing import feed_report, oracle_policy
-from newsfeed.metrics import engagement_score
+from newsfeed import features, models
+from newsfeed.metrics import engagement_score, feed_report
+from newsfeed.policies import oracle_policy, ranking_policy
 from newsfeed.world import Rollout, World, legacy_ranker
 
 
@@ -50,8 +52,9 @@ def test_oracles_promote_what_they_rank_by(small: World, last_days: tuple[pd.Dat
     policies = {"legacy": legacy_ranker(0), "clicks": oracle_policy(small, lambda p: p["p_click"]),
                 "likes": oracle_policy(small, lambda p: p["p_like"]),
                 "engagement": oracle_policy(small, partial(engagement_score, prefix="p_"))}
-    reports = pd.DataFrame({name: feed_report(small, small.rollout(policy, sessions, seed=0, history=history))
-                            for name, policy in policies.items()}).T
+    served = {name: small.rollout(policy, sessions, seed=0, earlier_impressions=history)
+              for name, policy in policies.items()}
+    reports = pd.DataFrame({name: feed_report(small, rollout) for name, rollout in served.items()}).T
     assert reports["clicks"].idxmax() == "clicks"
     assert reports.loc["likes", "likes"] > reports.loc[["legacy", "clicks"], "likes"].max()
     assert reports.loc["engagement", "engagement"] > reports.loc[["legacy", "clicks"], "engagement"].max()
@@ -105,3 +108,32 @@ def test_feed_report_rejects_an_empty_rollout(small: World) -> None:
     empty = Rollout(hand_made_rollout().impressions.head(0), hand_made_rollout().probabilities.head(0))
     with pytest.raises(ValueError, match="no impressions"):
         feed_report(small, empty)
+
+
+class _RecordingRanker(models.Ranker):
+    """Predicts one constant per reaction and remembers the positions it was asked to score."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.positions: list[int] = []
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> _RecordingRanker:
+        return self
+
+    def score(self, table: pd.DataFrame) -> np.ndarray:
+        self.positions.extend(table["position"].tolist())  # as the policy built the rows
+        return super().score(table)
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        self.positions.extend(table["position"].tolist())  # as the ranker's serving view passed them on
+        return pd.DataFrame({c: np.full(len(table), 0.1) for c in models.PROBABILITY_COLUMNS}, index=table.index)
+
+
+def test_ranking_policy_scores_every_candidate_at_the_top(small: World) -> None:
+    dataset = features.build_dataset(small)
+    ranker = _RecordingRanker()
+    policy = ranking_policy(ranker, dataset.aggregates(dataset.log), small.edges, dataset)
+    week = small.sessions[small.sessions["started_at"] >= dataset.serve_at].head(30)
+    small.rollout(policy, week, seed=0, earlier_impressions=dataset.log)
+    assert ranker.positions and set(ranker.positions) == {1}

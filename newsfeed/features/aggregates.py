@@ -1,0 +1,180 @@
+"""Point-in-time aggregates: what the log said about a post, an author, a user and their pairs *before* a
+request.
+
+Every aggregate is an as-of join (``pandas.merge_asof`` with ``allow_exact_matches=False``) of the request
+times against running sums of the log, so the same code computes features for training rows (the impressions
+themselves) and for serving requests (any user, post and time): one definition, no training–serving skew.
+
+``AGGREGATES`` lists them as data: which table they count, by which keys, which values, and the column prefix.
+``LogAggregates`` computes them from a log in memory; the serving chapter's feature store materializes the
+same tables into a database. Both satisfy ``AggregateSource``, the one thing ``feature_table`` reads them
+through, so a third backend (a distributed engine) only has to implement that protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from newsfeed.metrics import engagement_score
+from newsfeed.validation import require_columns
+from newsfeed.world import REACTIONS
+
+#: A column of numbers: smoothed rates work the same on pandas Series and numpy arrays.
+ArrayLike = TypeVar("ArrayLike", pd.Series, np.ndarray)
+
+#: How fast user–author affinity forgets: an interaction a week ago counts ``1/e`` of one today.
+AFFINITY_DECAY_HOURS = 168.0
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """One table of running sums: ``values`` counted per ``keys`` over ``source``, columns named ``prefix`` +
+    value.
+
+    ``source`` is ``"log"`` (impressions, with each post's author, topic and media type joined) or ``"posts"``
+    (what each user wrote, keyed by the author as ``user_id``). Values of the log: ``impressions`` (one per
+    row), ``engagement`` (the weighted engagement, negatives clipped to 0), ``engagement_growth`` (the same times
+    ``exp(hours / decay_hours)``, which ``LogAggregates`` turns into an exponentially decayed sum), ``dwell``
+    (seconds) and each reaction's count; of the posts: ``posts`` (one per post).
+    """
+
+    source: str
+    keys: tuple[str, ...]
+    values: tuple[str, ...]
+    prefix: str
+
+
+AGGREGATES: tuple[AggregateSpec, ...] = (
+    AggregateSpec("log", ("post_id",), ("impressions", "engagement", *REACTIONS), "post_"),
+    AggregateSpec("log", ("author_id",), ("impressions", "engagement"), "author_"),
+    AggregateSpec("log", ("user_id",), ("impressions", "engagement", "click", "like", "dwell"), "user_"),
+    AggregateSpec("log", ("user_id", "author_id"), ("impressions", "engagement", "engagement_growth"),
+                  "user_author_"),
+    AggregateSpec("log", ("user_id", "topic"), ("impressions", "engagement", "click", "like"), "user_topic_"),
+    AggregateSpec("log", ("user_id", "media_type"), ("impressions", "engagement", "click"), "user_media_"),
+    AggregateSpec("posts", ("user_id",), ("posts",), "user_written_"),
+    AggregateSpec("posts", ("user_id", "topic"), ("posts",), "user_written_topic_"),
+)
+
+
+class AggregateSource(Protocol):
+    """What ``feature_table`` reads aggregates through: ``LogAggregates`` (in memory, any request time) and the
+    feature store's view (a database, requests at or after its snapshot) both provide it."""
+
+    #: Per post (indexed by ``post_id``): ``author_id``, ``topic``, ``media_type``, ``created_at``,
+    #: ``has_text``, ``n_hashtags``: what never changes about a post.
+    post_static: pd.DataFrame
+
+    def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """The aggregate columns for (user_id, post_id, timestamp) requests, in their row order."""
+        ...
+
+
+def running_sums(log: pd.DataFrame, keys: list[str], values: dict[str, pd.Series]) -> pd.DataFrame:
+    """Running sums of ``values`` per ``keys`` over the log, in time order: what an as-of join
+    reads."""
+    cumulative = log[keys + ["timestamp"]].copy()
+    for name, series in values.items():
+        cumulative[name] = series.to_numpy()
+    cumulative = cumulative.sort_values("timestamp", kind="stable")
+    for name in values:
+        cumulative[name] = cumulative.groupby(keys, sort=False)[name].cumsum()
+    return cumulative
+
+
+def as_of_join(requests: pd.DataFrame, cumulative: pd.DataFrame, keys: list[str],
+               prefix: str) -> pd.DataFrame:
+    """For each request row, the running sums of the last log row with the same ``keys`` strictly
+    before the request's ``timestamp``. Missing history gives 0."""
+    left = requests[keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
+    # Any datetime resolution on either side: the join compares like with like.
+    left["timestamp"] = left["timestamp"].astype(cumulative["timestamp"].dtype)
+    joined = pd.merge_asof(left, cumulative, on="timestamp", by=keys, allow_exact_matches=False,
+                           direction="backward")
+    values = [c for c in cumulative.columns if c not in (*keys, "timestamp")]
+    joined = joined.set_index("index").reindex(requests.index)
+    return joined[values].fillna(0.0).add_prefix(prefix)
+
+
+def _hours(times: pd.Series, origin: pd.Timestamp) -> pd.Series:
+    """Hours from ``origin`` to each time."""
+    return (times - origin) / pd.Timedelta(hours=1)
+
+
+def post_static(posts: pd.DataFrame) -> pd.DataFrame:
+    """What never changes about a post, indexed by ``post_id``: computed once rather than per request."""
+    require_columns("posts", posts, ["post_id", "author_id", "topic", "media_type", "created_at", "text",
+                                     "hashtags"])
+    return posts.set_index("post_id")[["author_id", "topic", "media_type", "created_at"]].assign(
+        has_text=posts["text"].notna().to_numpy(dtype=float),
+        n_hashtags=posts["hashtags"].fillna("").str.split().str.len().to_numpy(dtype=float))
+
+
+class LogAggregates:
+    """The running sums of an impression log (and of who wrote which post), ready for as-of joins.
+
+    Building it sorts and accumulates the log once, one table per ``AGGREGATES`` entry; ``aggregates`` then
+    answers any batch of requests with joins only, which is what a ranker calling it for every feed request
+    needs. The (user, author) engagement is also exponentially decayed with ``decay_hours``.
+    """
+
+    def __init__(self, log: pd.DataFrame, posts: pd.DataFrame, decay_hours: float = AFFINITY_DECAY_HOURS) -> None:
+        require_columns("log", log, ["user_id", "post_id", "timestamp", *REACTIONS, "dwell_seconds"])
+        self.post_static = post_static(posts)
+        self.post_info = self.post_static[["author_id", "topic", "media_type"]]
+        self.decay_hours = decay_hours
+        log = log.join(self.post_info, on="post_id")
+        engaged = engagement_score(log).clip(lower=0.0)
+        self.origin = log["timestamp"].min() if len(log) else pd.Timestamp("2000-01-01")
+        growth = np.exp(_hours(log["timestamp"], self.origin).to_numpy() / decay_hours)
+        written = posts.rename(columns={"author_id": "user_id", "created_at": "timestamp"})
+        columns = {
+            "log": {"impressions": pd.Series(1.0, index=log.index), "engagement": engaged,
+                    "engagement_growth": engaged * growth, "dwell": log["dwell_seconds"],
+                    **{r: log[r].astype(float) for r in REACTIONS}},
+            "posts": {"posts": pd.Series(1.0, index=written.index)},
+        }
+        sources = {"log": log, "posts": written}
+        self.tables = [(list(spec.keys), running_sums(sources[spec.source], list(spec.keys),
+                                                     {v: columns[spec.source][v] for v in spec.values}),
+                        spec.prefix) for spec in AGGREGATES]
+        self.last_events = [table["timestamp"].max() if len(table) else pd.Timestamp.min
+                            for _, table, _ in self.tables]
+        self._totals: list[pd.DataFrame] | None = None
+
+    def _totals_by_key(self) -> list[pd.DataFrame]:
+        """Each table's final running sums per key: the answer for any request after the last event."""
+        if self._totals is None:
+            self._totals = [table.groupby(keys).last().drop(columns="timestamp") for keys, table, _ in self.tables]
+        return self._totals
+
+    def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """History features for (user_id, post_id, timestamp) requests, in their row order."""
+        require_columns("requests", requests, ["user_id", "post_id", "timestamp"])
+        req = requests[["user_id", "post_id", "timestamp"]].join(self.post_info, on="post_id")
+        first_request = req["timestamp"].min() if len(req) else pd.Timestamp.min
+        parts = []
+        for (keys, table, prefix), totals, last in zip(self.tables, self._totals_by_key(), self.last_events,
+                                                      strict=True):
+            if first_request > last:
+                # Every request comes after this table's last event (serving from a snapshot): the as-of join
+                # reduces to a lookup of each key's totals, much faster for many small batches.
+                where = pd.MultiIndex.from_frame(req[keys]) if len(keys) > 1 else pd.Index(req[keys[0]])
+                parts.append(totals.reindex(where).fillna(0.0).set_axis(req.index).add_prefix(prefix))
+            else:
+                parts.append(as_of_join(req, table, keys, prefix))
+        out = pd.concat(parts, axis=1)
+        shrink = np.exp(-_hours(req["timestamp"], self.origin).to_numpy() / self.decay_hours)
+        out["user_author_engagement_decayed"] = out.pop("user_author_engagement_growth") * shrink
+        return out
+
+
+def smoothed_rate(count: ArrayLike, exposures: ArrayLike, prior_rate: float | ArrayLike,
+                  prior_weight: float = 10.0) -> ArrayLike:
+    """``(count + prior_rate * prior_weight) / (exposures + prior_weight)``: a rate that starts at the prior and
+    trusts the data as exposures accumulate (additive smoothing)."""
+    return (count + prior_rate * prior_weight) / (exposures + prior_weight)

@@ -1,0 +1,34 @@
+"""Rankers, from the simplest baseline to a multi-task neural network, behind one interface.
+
+Every ranker predicts, for each row of a feature table (``newsfeed.features.feature_table``), a probability per
+reaction (``p_click`` … ``p_hide``); the feed is ordered by the weighted engagement of those probabilities
+(``newsfeed.metrics.engagement_score``). Baselines that only rank (reverse-chronological) return a score in
+every column, which is enough for ranking metrics and ROC-AUC but not for calibration.
+
+- ``ranker``: the ``Ranker`` interface, ``serving_view`` and the negative-sampling correction;
+- ``baselines``: reverse-chronological, popularity, logistic regression and gradient-boosted trees;
+- ``multitask``: the multi-task network, its configuration and training loop;
+- ``shipped``: the rankers as the book ships them, trained on weeks 1–3 and cached in
+  ``data/<scale>-seed<seed>/models/`` (``newsfeed.world.artifacts_folder``), keyed by the code and the data.
+"""
+
+from newsfeed.models.baselines import (
+    Chronological,
+    PerReaction,
+    Popularity,
+    gradient_boosting,
+    logistic_regression,
+)
+from newsfeed.models.multitask import MultiTask, MultiTaskConfig, MultiTaskNetwork
+from newsfeed.models.ranker import (
+    PROBABILITY_COLUMNS,
+    Ranker,
+    correct_for_negative_sampling,
+    downsample_negatives,
+    serving_view,
+)
+from newsfeed.models.shipped import final_baselines, final_multitask
+
+__all__ = ["PROBABILITY_COLUMNS", "Chronological", "MultiTask", "MultiTaskConfig", "MultiTaskNetwork", "PerReaction",
+           "Popularity", "Ranker", "correct_for_negative_sampling", "downsample_negatives", "final_baselines",
+           "final_multitask", "gradient_boosting", "logistic_regression", "serving_view"]

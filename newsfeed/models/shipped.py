@@ -1,0 +1,68 @@
+"""The book's rankers as they ship: trained once on weeks 1–3 and cached beside the world, so later chapters
+load what chapter 4 trained. The cache is keyed by the code and the data: a change to either retrains."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from newsfeed import features, world
+from newsfeed.models.baselines import Chronological, Popularity, gradient_boosting, logistic_regression
+from newsfeed.models.multitask import MultiTask, MultiTaskConfig
+from newsfeed.models.ranker import Ranker
+
+
+def _source_files() -> list[Path]:
+    """The code a trained network depends on: the simulator, the features and the models, every module."""
+    folders = [Path(package.__file__).parent for package in (world, features)] + [Path(__file__).parent]
+    return [path for folder in folders for path in sorted(folder.glob("*.py"))]
+
+
+def _cache_key(dataset: features.Dataset, config: MultiTaskConfig) -> str:
+    digest = hashlib.sha256()
+    for source in _source_files():
+        digest.update(source.read_bytes())
+    digest.update(pd.util.hash_pandas_object(dataset.table[["impression_id", "like"]], index=False).to_numpy())
+    digest.update(repr(config).encode())
+    return digest.hexdigest()[:16]
+
+
+def final_multitask(dataset: features.Dataset, folder: str | Path, epochs: int | None = None,
+                    config: MultiTaskConfig | None = None) -> MultiTask:
+    """The multi-task network as it ships: trained on weeks 1–3 (train and validation) for the number of epochs
+    early stopping chose on week 3.
+
+    Loaded from ``folder`` when the same code trained it on the same data (and, if ``epochs`` is given, for that
+    many epochs); otherwise trained now and cached there. ``epochs`` skips the selection run when the caller
+    already knows the epoch count (chapter 4 does); without it, a cached network of any epoch count is the one.
+    """
+    config = config or MultiTaskConfig()
+    path = Path(folder) / f"multitask-{_cache_key(dataset, config)}.pt"
+    if path.exists():
+        cached: MultiTask = torch.load(path, weights_only=False)
+        if epochs is None or cached.config.max_epochs == epochs:
+            return cached
+    if epochs is None:
+        selection = MultiTask(copy.deepcopy(config), progress=None).fit(dataset.part("train"), dataset.part("valid"))
+        epochs = selection.best_epoch
+    final_config = copy.deepcopy(config)
+    final_config.max_epochs = epochs
+    network = MultiTask(final_config, progress=None).fit(dataset.part("train", "valid"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob("multitask-*.pt"):
+        old.unlink()
+    staging = path.with_suffix(".tmp")
+    torch.save(network, staging)
+    staging.rename(path)
+    return network
+
+
+def final_baselines(dataset: features.Dataset, seed: int = 0) -> dict[str, Ranker]:
+    """The baselines trained like the shipped model (on weeks 1–3), for a fair comparison on the test week."""
+    rankers: list[Ranker] = [Chronological(), Popularity(), logistic_regression(seed), gradient_boosting(seed)]
+    both = dataset.part("train", "valid")
+    return {ranker.name: ranker.fit(both) for ranker in rankers}

@@ -1,0 +1,142 @@
+"""Every policy that decides what a user sees, in one place.
+
+A policy is a function from one batch of candidate rows (many sessions at once; see ``World.rollout``) to a
+score per row; the world shows each session's candidates in descending score order. The book serves five:
+
+- ``legacy_ranker``: the ranker that logged the world's data (fresh, popular, friends first, plus noise). It is
+  defined in the simulator, whose logs it generated, and re-exported here;
+- ``oracle_policy``: ranks by an objective of the *true* probabilities, the upper bound any model is measured
+  against (chapters 2, 5 and 7);
+- ``ranking_policy``: a trained ranker serving from point-in-time features (chapters 5 and 7);
+- ``split_policy``: two policies side by side, one per arm of an A/B test (chapter 5);
+- ``epsilon_greedy``: any policy with exploration (chapter 7).
+
+Use::
+
+    from functools import partial
+    from newsfeed.metrics import engagement_score
+    from newsfeed.policies import legacy_ranker, oracle_policy
+
+    oracle = oracle_policy(world, partial(engagement_score, prefix="p_"))
+    world.rollout(oracle, sessions, seed=0, earlier_impressions=log_so_far)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from newsfeed.features import AggregateSource, Dataset, feature_table
+from newsfeed.models import Ranker
+from newsfeed.validation import is_number, require
+from newsfeed.world import Policy, World, legacy_ranker
+
+__all__ = ["Policy", "epsilon_greedy", "legacy_ranker", "oracle_policy", "ranking_policy", "split_policy"]
+
+
+def oracle_policy(world: World, objective: Callable[[pd.DataFrame], Any]) -> Policy:
+    """A policy that ranks each session's candidates by ``objective`` of their true probabilities.
+
+    ``objective`` receives the frame of ``World.probabilities`` for the candidate rows (columns ``p_click``
+    ... ``p_hide`` and ``expected_dwell``) and returns one score per row. Probabilities are taken at position 1
+    for every candidate: position bias scales all of a user's probabilities by the same factor, so the order
+    is that of the probabilities *given that the user looks*. Only a simulator can serve this policy; for each session
+    it is the best ranking any model of that objective could produce (greedy per session: it does not plan
+    which posts to keep for the user's later sessions).
+    """
+    require("objective", objective, callable(objective),
+            "a callable that maps the frame of true probabilities to one score per row")
+
+    def score(candidates: pd.DataFrame) -> np.ndarray:
+        probabilities = world.probabilities(
+            user_id=candidates["user_id"].to_numpy(), post_id=candidates["post_id"].to_numpy(), position=1,
+            time=candidates["requested_at"].to_numpy(), device=candidates["device"].to_numpy())
+        scores = np.asarray(objective(probabilities), dtype=float)
+        require("objective", f"a callable returning {scores.shape} scores for {len(candidates)} candidates",
+                scores.shape == (len(candidates),), "a callable returning one score per row")
+        return scores
+
+    return score
+
+
+#: The position every candidate is scored at when served: the top of the feed (see ``models.serving_view``).
+SERVED_POSITION = 1
+
+
+def ranking_policy(ranker: Ranker, aggregates: AggregateSource, edges: pd.DataFrame, dataset: Dataset) -> Policy:
+    """A serving policy for ``World.rollout``: features for each candidate at request time from ``aggregates``
+    (``dataset.aggregates`` of the log as of the last feature refresh), then the ranker's score as served.
+
+    ``edges`` is the follow graph; ``dataset`` supplies the cleaned users and the text embeddings (the log and
+    the posts, with topics read from their text, come in through ``aggregates``). Every candidate is scored
+    at position 1, as ``Ranker.score`` serves.
+    """
+    def score(candidates: pd.DataFrame) -> np.ndarray:
+        requests = candidates.rename(columns={"requested_at": "timestamp"}).assign(position=SERVED_POSITION)
+        table = feature_table(requests, dataset.users, edges, aggregates).join(dataset.text, on="post_id")
+        return ranker.score(table)
+
+    return score
+
+
+def split_policy(control: Policy, treatment: Policy, treated_users: npt.ArrayLike) -> Policy:
+    """A policy that scores each candidate row with ``treatment`` if its user is treated, else ``control``.
+
+    Each policy sees only its own arm's rows, in their original order and with a fresh index, so it behaves as
+    it would serving alone (a policy that draws random numbers draws them for its own rows only). Scores of the
+    two policies are never compared: every session belongs to one user, so to one arm.
+    """
+    treated = np.unique(np.asarray(treated_users, dtype=np.int64))
+
+    def score(candidates: pd.DataFrame) -> np.ndarray:
+        is_treated = np.isin(candidates["user_id"].to_numpy(dtype=np.int64), treated)
+        scores = np.empty(len(candidates), dtype=float)
+        for name, policy, rows in (("control", control, ~is_treated), ("treatment", treatment, is_treated)):
+            if not rows.any():
+                continue
+            part = np.asarray(policy(candidates.loc[rows].reset_index(drop=True)), dtype=float)
+            require(name, f"{part.shape} scores for {int(rows.sum())} candidates",
+                    part.shape == (int(rows.sum()),), "a policy returning one score per candidate row")
+            scores[rows] = part
+        return scores
+
+    return score
+
+
+def epsilon_greedy(policy: Policy, epsilon: float, seed: int = 0,
+                   explore_among: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Policy:
+    """``policy`` with exploration: each session's feed is filled slot by slot from the top, each slot taking
+    a uniformly random remaining candidate with probability ``epsilon`` and the policy's best remaining one
+    otherwise. The returned scores encode that order (higher is shown first).
+
+    ``explore_among`` aims the exploration: it maps the candidate rows to a boolean per row, and random picks
+    are drawn only from the rows it marks (a slot explores only while one of them remains). Exploration buys
+    labels for posts the policy would never show, at the cost of some engagement now (chapter 7 measures
+    both). A production system also logs each shown post's probability of being shown, so that later
+    analyses can reweight the explored slots.
+    """
+    require("epsilon", epsilon, is_number(epsilon) and 0.0 <= epsilon <= 1.0, "a number from 0 to 1")
+    rng = np.random.default_rng(seed)
+
+    def score(candidates: pd.DataFrame) -> np.ndarray:
+        greedy = np.asarray(policy(candidates), dtype=float)
+        allowed = (np.ones(len(candidates), dtype=bool) if explore_among is None
+                   else np.asarray(explore_among(candidates), dtype=bool))
+        require("explore_among", f"{allowed.shape} values for {len(candidates)} candidates",
+                allowed.shape == (len(candidates),), "a function returning one boolean per candidate row")
+        order = np.empty(len(candidates))
+        for rows in candidates.groupby("session_id", sort=False).indices.values():
+            queue = list(rows[np.argsort(-greedy[rows], kind="stable")])
+            for slot in range(len(rows)):
+                pick = 0
+                if rng.random() < epsilon:
+                    eligible = [i for i, row in enumerate(queue) if allowed[row]]
+                    pick = eligible[int(rng.integers(len(eligible)))] if eligible else 0
+                order[queue.pop(pick)] = -slot
+        return order
+
+    return score

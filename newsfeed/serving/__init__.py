@@ -1,0 +1,27 @@
+"""Serving the feed: candidate generation, a feature store, ranking, re-ranking and a web service.
+
+A feed request runs three stages. **Candidate generation** narrows tens of thousands of posts to a few hundred:
+the unseen recent posts of friends and followed pages (the inbox), posts whose text is close to what the user
+engaged with lately (embedding nearest neighbours), and trending posts. **Ranking** scores each candidate with
+the chapter-4 network, on features read from a **feature store**: the batch aggregates of the log
+(``features.LogAggregates`` totals per key) materialized as of a snapshot time into SQLite tables, then combined
+at request time by the same ``features.feature_table`` that built the training data, so the served features
+equal the offline ones (no training–serving skew). **Re-ranking** removes posts the user would likely hide and
+trades a little expected engagement for author and topic diversity.
+
+- ``store``: ``FeatureStore`` and the ``StoreView`` that ``feature_table`` reads;
+- ``candidates``: ``CandidateConfig`` and ``CandidateIndex`` (the three sources);
+- ``rerank``: ``RerankConfig`` and ``rerank``;
+- ``server``: ``FeedServer``, ``build_server``, ``quantized`` and latency measurement;
+- ``web``: ``create_app`` (FastAPI, ``GET /feed/{user_id}?limit=N``) around the framework-free ``handle``.
+"""
+
+from newsfeed.serving.candidates import SOURCES, CandidateConfig, CandidateIndex
+from newsfeed.serving.rerank import RerankConfig, rerank
+from newsfeed.serving.server import MAX_LIMIT, FeedServer, build_server, latency_table, measure_latency, quantized
+from newsfeed.serving.store import FeatureStore, StoreView
+from newsfeed.serving.web import RequestError, create_app, handle, parse_request
+
+__all__ = ["MAX_LIMIT", "SOURCES", "CandidateConfig", "CandidateIndex", "FeatureStore", "FeedServer", "RequestError",
+           "RerankConfig", "StoreView", "build_server", "create_app", "handle", "latency_table", "measure_latency",
+           "parse_request", "quantized", "rerank"]

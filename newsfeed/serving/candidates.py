@@ -1,0 +1,100 @@
+"""Candidate generation: narrow tens of thousands of posts to a few hundred per request, from three sources
+(the user's network, text-embedding neighbours of recent engagements, trending posts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from newsfeed.metrics import engagement_score
+from newsfeed.validation import require_float, require_int
+
+#: Candidate sources, in the order the candidate table reports them.
+SOURCES: tuple[str, ...] = ("network", "embedding", "trending")
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How many candidates each source returns, and over which time windows."""
+
+    window_hours: float = 48.0  # posts older than this are not candidates (the world's inbox window)
+    embedding: int = 400  # nearest neighbours of the user's recent engagements, by text embedding
+    trending: int = 250  # most engaged posts of the last ``trending_hours``
+    trending_hours: float = 24.0
+    profile_days: float = 7.0  # engagements that define the user's taste profile
+
+    def validate(self) -> None:
+        for name in ("embedding", "trending"):
+            require_int(name, getattr(self, name), lo=0)
+        for name in ("window_hours", "trending_hours", "profile_days"):
+            require_float(name, getattr(self, name), 0.0, open_lo=True)
+
+
+class CandidateIndex:
+    """What candidate generation reads, prepared by a batch job as of ``now``: the follow graph, each user's
+    seen posts and taste profile (mean text embedding of recently engaged posts), the recent posts' normalized
+    embeddings, and the trending list."""
+
+    def __init__(self, log: pd.DataFrame, posts: pd.DataFrame, edges: pd.DataFrame, text: pd.DataFrame,
+                 now: str | pd.Timestamp, config: CandidateConfig | None = None) -> None:
+        self.config = config or CandidateConfig()
+        self.config.validate()
+        self.now = now = pd.Timestamp(now)
+        log = log[log["timestamp"] < now]
+        known = edges[edges["created_at"] < now]
+        self.sources = known.groupby("user_id")["target_id"].agg(lambda s: set(s.tolist())).to_dict()
+        self.seen = log.groupby("user_id")["post_id"].agg(lambda s: set(s.tolist())).to_dict()
+        window = posts[(posts["created_at"] < now)
+                       & (posts["created_at"] >= now - pd.Timedelta(hours=self.config.window_hours))]
+        self.recent = window[["post_id", "author_id", "created_at"]].reset_index(drop=True)
+        self.recent_author = self.recent["author_id"].to_numpy()
+        self.recent_ids = self.recent["post_id"].to_numpy()
+        vectors = text.reindex(self.recent_ids).to_numpy(dtype=float)
+        self.recent_vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        recent_log = log[log["timestamp"] >= now - pd.Timedelta(days=self.config.profile_days)]
+        liked = recent_log[engagement_score(recent_log) > 0]
+        unit = text.to_numpy(dtype=float)
+        unit = pd.DataFrame(unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12), index=text.index)
+        self.profiles = unit.reindex(liked["post_id"]).set_axis(liked["user_id"]).groupby(level=0).mean()
+        hot = log[log["timestamp"] >= now - pd.Timedelta(hours=self.config.trending_hours)]
+        hot_score = engagement_score(hot).clip(lower=0.0).groupby(hot["post_id"]).sum()
+        in_window = hot_score[hot_score.index.isin(self.recent_ids)]
+        self.trending_ids = in_window.sort_values(ascending=False, kind="stable").index.to_numpy()
+
+    def eligible(self, user: int, ids: np.ndarray) -> np.ndarray:
+        """The posts of ``ids`` the user may be shown: not seen before the snapshot, and not their own."""
+        seen = self.seen.get(user, set())
+        authors = self.recent_author[np.searchsorted(self.recent_ids, ids)] if len(ids) else ids
+        return ids[[(p not in seen) and (a != user) for p, a in zip(ids.tolist(), authors.tolist(), strict=True)]]
+
+    def network(self, user: int) -> np.ndarray:
+        """Unseen posts of the window by the user's friends and followed pages."""
+        followed = self.sources.get(user, set())
+        ids = self.recent_ids[[a in followed for a in self.recent_author.tolist()]]
+        return self.eligible(user, ids)
+
+    def embedding(self, user: int) -> np.ndarray:
+        """Unseen posts whose text is most similar to the user's recent engagements (none without any)."""
+        if user not in self.profiles.index or self.config.embedding == 0:
+            return np.empty(0, dtype=np.int64)
+        similarity = self.recent_vectors @ self.profiles.loc[user].to_numpy()
+        order = np.argsort(-similarity, kind="stable")
+        ids = self.eligible(user, self.recent_ids[order[:self.config.embedding + 50]])
+        return ids[:self.config.embedding]
+
+    def trending(self, user: int) -> np.ndarray:
+        """The most engaged posts of the last hours that the user has not seen: the same for everyone."""
+        ids = self.eligible(user, self.trending_ids[:self.config.trending + 50])
+        return ids[:self.config.trending]
+
+    def candidates(self, user: int) -> pd.DataFrame:
+        """The union of the sources, one row per post, with the first source that found it."""
+        parts = [pd.DataFrame({"post_id": getattr(self, source)(user), "source": source}) for source in SOURCES]
+        merged = pd.concat(parts, ignore_index=True).drop_duplicates("post_id", keep="first")
+        return merged.sort_values("post_id", kind="stable").reset_index(drop=True)
+
+    def all_eligible(self, user: int) -> np.ndarray:
+        """Every unseen post of the window: the pool an oracle would choose from."""
+        return self.eligible(user, self.recent_ids)

@@ -1,0 +1,154 @@
+"""The feed server: candidates, features from the store, the ranker and re-ranking, as of one snapshot; how it
+is built from a dataset, and how its latency is measured."""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from newsfeed import features
+from newsfeed.metrics import engagement_score
+from newsfeed.models import MultiTask, Ranker
+from newsfeed.serving.candidates import CandidateConfig, CandidateIndex
+from newsfeed.serving.rerank import RerankConfig, rerank
+from newsfeed.serving.store import FeatureStore
+from newsfeed.validation import require, require_int
+
+#: The most posts one feed request may ask for.
+MAX_LIMIT = 100
+
+
+def quantized(ranker: MultiTask) -> MultiTask:
+    """A copy of the network with its Linear layers quantized to 8-bit integers (dynamic quantization: weights
+    stored as int8, activations quantized on the fly), for a smaller, faster model on CPU."""
+    from torch.ao.quantization import quantize_dynamic
+
+    small = copy.copy(ranker)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small.network_ = quantize_dynamic(copy.deepcopy(ranker.network_), {torch.nn.Linear}, dtype=torch.qint8)
+    small.name = f"{ranker.name} (int8)"
+    return small
+
+
+@dataclass
+class FeedServer:
+    """Answers feed requests as of ``index.now``: candidates, features from the store, model, re-ranking.
+
+    ``users`` are the cleaned profiles (an entity table the service keeps in memory), ``text`` the posts' text
+    embeddings; everything else about the log and the graph is read from the feature store. ``timings``
+    holds the last request's seconds per stage.
+    """
+
+    ranker: Ranker
+    store: FeatureStore
+    index: CandidateIndex
+    users: pd.DataFrame
+    text: pd.DataFrame
+    rerank_config: RerankConfig = field(default_factory=RerankConfig)
+    timings: dict[str, float] = field(default_factory=dict)
+    last_candidates: int = 0
+
+    def __post_init__(self) -> None:
+        people = self.users[(self.users["account_type"] == "person") & (self.users["signup_date"] < self.index.now)]
+        self.known_users = set(people["user_id"].tolist())
+        self._devices = self.users.set_index("user_id")["device"]
+
+    def is_cold(self, user: int) -> bool:
+        """No impression logged before the snapshot: nothing to personalize on."""
+        return user not in self.index.seen
+
+    def features(self, user: int, post_ids: np.ndarray, device: str | None = None) -> pd.DataFrame:
+        """Model features for the user's candidates at ``index.now``, read from the store and combined by
+        ``features.feature_table`` (the training code)."""
+        device = device if device is not None else self._devices.get(user)
+        own_edges = self.store.edges_of(user)
+        static = self.store.post_static(post_ids)
+        authors = static["author_id"].reindex(post_ids).to_numpy()
+        # The source feature as in training: a friend's or a followed page's post, or one from outside the graph,
+        # by the edges that exist at serving time.
+        known = own_edges[own_edges["created_at"] < self.index.now]
+        relation = known.drop_duplicates("target_id").set_index("target_id")["edge_type"]
+        source = relation.reindex(authors).fillna("discovery").astype("str").to_numpy()
+        requests = pd.DataFrame({"user_id": user, "post_id": post_ids,
+                                 "timestamp": pd.Series(self.index.now, index=range(len(post_ids))),
+                                 "device": device if isinstance(device, str) else "web", "position": 1,
+                                 "source": source})
+        view = self.store.view(requests, static)
+        # feature_table reads the user's own edges for is_friend / is_follow; follower counts, a batch
+        # aggregate over the whole graph, come from the store.
+        counts = self.store.followers(authors)
+        followers = np.array([counts.get(int(a), 0.0) for a in authors.tolist()])
+        table = features.feature_table(requests, self.users, own_edges, view, followers=followers)
+        return table.join(self.text, on="post_id")
+
+    def feed(self, user: int, limit: int = 10) -> pd.DataFrame:
+        """The user's ranked feed: up to ``limit`` posts with their score, p_hide and candidate source."""
+        require_int("limit", limit, 1, MAX_LIMIT)
+        require("user", user, user in self.known_users,
+                f"the id of a person who signed up before {self.index.now} (the snapshot being served)")
+        clock = time.perf_counter()
+        cold = self.is_cold(user)
+        candidates = (pd.concat([pd.DataFrame({"post_id": self.index.network(user), "source": "network"}),
+                                 pd.DataFrame({"post_id": self.index.trending(user), "source": "trending"})])
+                      .drop_duplicates("post_id") if cold else self.index.candidates(user))
+        self.timings = {"candidates": time.perf_counter() - clock}
+        self.last_candidates = len(candidates)
+        clock = time.perf_counter()
+        table = self.features(user, candidates["post_id"].to_numpy())
+        self.timings["features"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        if cold:  # non-personalized: the posts' smoothed engagement rate, and the popularity hide rate
+            scored = table.assign(score=table["post_engagement_rate"], p_hide=table["post_hide_rate"])
+        else:
+            predicted = self.ranker.predict(table)
+            scored = table.assign(score=engagement_score(predicted, prefix="p_").to_numpy(),
+                                  p_hide=predicted["p_hide"].to_numpy())
+        scored["source"] = candidates["source"].to_numpy()
+        self.timings["ranking"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        top = rerank(scored, limit, self.rerank_config)
+        self.timings["re-ranking"] = time.perf_counter() - clock
+        self.timings["end to end"] = sum(self.timings.values())
+        return top[["post_id", "author_id", "topic", "source", "score", "p_hide"]].reset_index(drop=True)
+
+
+
+def latency_table(timings: list[dict[str, float]]) -> pd.DataFrame:
+    """p50, p95 and p99 milliseconds per stage over requests' ``FeedServer.timings``."""
+    frame = pd.DataFrame(timings) * 1000.0
+    return frame.quantile([0.5, 0.95, 0.99]).T.set_axis(["p50_ms", "p95_ms", "p99_ms"], axis=1)
+
+
+def build_server(ranker: Ranker, dataset: features.Dataset, edges: pd.DataFrame,
+                 now: str | pd.Timestamp | None = None, candidates: CandidateConfig | None = None,
+                 rerank_config: RerankConfig | None = None) -> FeedServer:
+    """The batch jobs of a serving snapshot (aggregate totals into the feature store, the candidate index) and
+    the server that reads them, all as of ``now``: by default ``dataset.serve_at``, the start of the test week
+    (everything before it was training data)."""
+    now = dataset.serve_at if now is None else pd.Timestamp(now)
+    before = dataset.log[dataset.log["timestamp"] < now]
+    store = FeatureStore.materialize(dataset.aggregates(before), edges, now)
+    index = CandidateIndex(before, dataset.posts, edges, dataset.text, now, candidates)
+    return FeedServer(ranker, store, index, dataset.users, dataset.text, rerank_config or RerankConfig())
+
+
+def measure_latency(server: FeedServer, users: Sequence[int], limit: int = 10,
+                    warmup: int = 5) -> tuple[pd.DataFrame, list[int]]:
+    """Serve each of ``users`` once (after ``warmup`` untimed requests); per-stage latency percentiles and
+    the number of candidates each request ranked."""
+    for user in list(users)[:warmup]:
+        server.feed(int(user), limit)
+    timings, counts = [], []
+    for user in users:
+        server.feed(int(user), limit)
+        timings.append(dict(server.timings))
+        counts.append(int(server.last_candidates))
+    return latency_table(timings), counts

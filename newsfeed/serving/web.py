@@ -1,0 +1,63 @@
+"""The web service: ``GET /feed/{user_id}?limit=N`` in FastAPI, around a framework-free handler that
+validates the raw request (so validation is testable without FastAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from newsfeed.serving.server import MAX_LIMIT, FeedServer
+
+
+class RequestError(Exception):
+    """A request the service refuses, with its HTTP status and a message that says what is accepted."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_request(server: FeedServer, user_id: str, limit: str) -> tuple[int, int]:
+    """Validate the raw path and query values; raise ``RequestError`` (4xx) for anything the service refuses."""
+    try:
+        user = int(user_id)
+    except (TypeError, ValueError):
+        raise RequestError(422, f"user_id={user_id!r} is invalid: user_id accepts an integer id") from None
+    try:
+        size = int(limit)
+    except (TypeError, ValueError):
+        raise RequestError(422, f"limit={limit!r} is invalid: limit accepts an integer from 1 to "
+                                f"{MAX_LIMIT}") from None
+    if not 1 <= size <= MAX_LIMIT:
+        raise RequestError(422, f"limit={size} is invalid: limit accepts an integer from 1 to {MAX_LIMIT}")
+    if user not in server.known_users:
+        raise RequestError(404, f"user_id={user} is unknown: user_id accepts the id of a person who has signed up")
+    return user, size
+
+
+def handle(server: FeedServer, user_id: str, limit: str = "10") -> tuple[int, dict[str, Any]]:
+    """Answer ``GET /feed/{user_id}?limit=N``: (HTTP status, JSON body). Errors are 4xx JSON, never a crash."""
+    try:
+        user, size = parse_request(server, user_id, limit)
+    except RequestError as error:
+        return error.status, {"error": error.message}
+    feed = server.feed(user, size)
+    posts = [{"post_id": int(row.post_id), "author_id": int(row.author_id), "topic": str(row.topic),
+              "source": str(row.source), "score": round(float(row.score), 6)} for row in feed.itertuples()]
+    return 200, {"user_id": user, "cold_start": server.is_cold(user), "served_at": server.index.now.isoformat(),
+                 "posts": posts}
+
+
+def create_app(server: FeedServer) -> Any:
+    """A FastAPI application serving ``GET /feed/{user_id}?limit=N`` from ``server`` (needs ``fastapi``)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI(title="Feed ranking, executed")
+
+    @app.get("/feed/{user_id}")
+    def feed(user_id: str, limit: str = "10") -> JSONResponse:
+        status, body = handle(server, user_id, limit)
+        return JSONResponse(body, status_code=status)
+
+    return app
