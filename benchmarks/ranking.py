@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from newsfeed import features, models
+from newsfeed import features, metrics, models
 from newsfeed.metrics import engagement_score, ndcg_at_k
 from newsfeed.notebook import setup
 from newsfeed.world import REACTIONS, artifacts_folder, load_world
@@ -59,10 +59,9 @@ def main() -> int:
     train_seconds = time.perf_counter() - tick
 
     sessions = test["session_id"].to_numpy()
-    top = (test["user_id"], test["post_id"], 1, test["timestamp"], test["device"])
-    true_engagement = engagement_score(world.probabilities(*top), prefix="p_").to_numpy()
+    true_engagement = metrics.true_engagement(world, test)
     logged_engagement = engagement_score(test).to_numpy()
-    truth = world.truth.impressions.set_index("impression_id").loc[test["impression_id"]].set_axis(test.index)
+    truth = world.logged_probabilities(test["impression_id"])
 
     report: dict[str, object] = {"models": {}}
     for name, ranker in rankers.items():

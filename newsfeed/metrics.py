@@ -178,6 +178,14 @@ def reaction_report(labels: pd.DataFrame, probabilities: pd.DataFrame,
     return pd.DataFrame(rows).T
 
 
+def true_engagement(world: World, rows: pd.DataFrame) -> np.ndarray:
+    """The true expected weighted engagement of each row (``user_id``, ``post_id``, ``timestamp``, ``device``)
+    had its post been shown at the top of the feed: the relevance the book's ranking metrics use, free of the
+    logging policy's position bias. Only a simulator can answer."""
+    probabilities = world.probabilities(rows["user_id"], rows["post_id"], 1, rows["timestamp"], rows["device"])
+    return engagement_score(probabilities, prefix="p_").to_numpy()
+
+
 def share_of_lift(value: float | pd.Series, random: float | pd.Series, oracle: float | pd.Series) -> float | pd.Series:
     """How much of the oracle's improvement over random a model captures: 0 is random, 1 the oracle."""
     return (value - random) / (oracle - random)

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from newsfeed.metrics import share_of_lift
 from newsfeed.validation import require_float
 
 #: PSI rule of thumb: below 0.1 no meaningful shift, 0.1–0.25 a moderate shift to watch, above 0.25 act.
@@ -217,7 +218,7 @@ def daily_quality(labels: pd.DataFrame, predictions: pd.DataFrame, days: pd.Seri
             if oracle is not None:
                 best = roc_auc_score(y, oracle[f"p_{reaction}"].to_numpy(dtype=float)[mask]) if has_both else np.nan
                 row[f"oracle_auc_{reaction}"] = best
-                row[f"lift_share_{reaction}"] = (row[f"auc_{reaction}"] - 0.5) / (best - 0.5)
+                row[f"lift_share_{reaction}"] = share_of_lift(row[f"auc_{reaction}"], 0.5, best)
         rows[value] = row
     frame = pd.DataFrame(rows).T.rename_axis("day")
     frame["impressions"] = frame["impressions"].astype(int)

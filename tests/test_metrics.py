@@ -16,7 +16,9 @@ from newsfeed.metrics import (
     reaction_report,
     recall_at_k,
     top_share,
+    true_engagement,
 )
+from newsfeed.world import World
 
 
 def random_lists(seed: int, n_lists: int = 40, size: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,3 +110,10 @@ def test_reaction_report_refuses_labels_without_both_classes() -> None:
         reaction_report(pd.DataFrame({"like": np.zeros(50)}), predicted, reactions=("like",))
     with pytest.raises(ValueError, match="50 positive like labels of 50"):
         reaction_report(pd.DataFrame({"like": np.ones(50)}), predicted, reactions=("like",))
+
+
+def test_true_engagement_is_the_weighted_score_at_the_top(small: World) -> None:
+    rows = small.impressions.head(50)
+    at_top = small.probabilities(rows["user_id"], rows["post_id"], 1, rows["timestamp"], rows["device"])
+    np.testing.assert_allclose(true_engagement(small, rows), engagement_score(at_top, prefix="p_").to_numpy())
+    assert true_engagement(small, rows.assign(position=9)).tolist() == true_engagement(small, rows).tolist()

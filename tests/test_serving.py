@@ -97,7 +97,7 @@ def test_feed_is_ranked_and_sized(setting: tuple) -> None:
     user = warm_user(server)
     feed = server.feed(user, 5)
     assert 0 < len(feed) <= 5 and feed["post_id"].is_unique
-    assert set(server.timings) == {"candidates", "features", "ranking", "re-ranking", "end to end"}
+    assert set(server.timings) == {"candidates", "features", "ranking", "re-ranking", "server total"}
 
 
 @pytest.mark.parametrize(("user_id", "limit", "status"), [

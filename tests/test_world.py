@@ -136,9 +136,12 @@ def test_logged_probabilities_equal_the_truth_method(small: World) -> None:
     logged = small.impressions.drop_duplicates("impression_id").sort_values("impression_id").head(500)
     again = small.probabilities(logged["user_id"], logged["post_id"], logged["position"], logged["timestamp"],
                                 logged["device"])
-    stored = small.truth.impressions.set_index("impression_id").loc[logged["impression_id"]]
+    stored = small.logged_probabilities(logged["impression_id"])
+    assert stored.index.equals(logged.index)
     for column in [f"p_{r}" for r in REACTIONS] + ["expected_dwell"]:
         np.testing.assert_allclose(again[column].to_numpy(), stored[column].to_numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"impression_id=\[123456789\] is invalid: impression_id accepts the id"):
+        small.logged_probabilities([0, 123456789])
 
 
 def test_sampled_outcomes_converge_to_the_probabilities(small: World) -> None:

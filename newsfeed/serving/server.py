@@ -89,6 +89,15 @@ class FeedServer:
         table = features.feature_table(requests, self.users, own_edges, view, followers=followers)
         return table.join(self.text, on="post_id")
 
+    def rank(self, table: pd.DataFrame, cold: bool = False) -> pd.DataFrame:
+        """The candidates' feature table with the server's ``score`` and ``p_hide``: the ranker's expected
+        engagement, or for a ``cold`` user (nothing logged yet) the posts' smoothed engagement and hide rates."""
+        if cold:
+            return table.assign(score=table["post_engagement_rate"], p_hide=table["post_hide_rate"])
+        predicted = self.ranker.predict(table)
+        return table.assign(score=engagement_score(predicted, prefix="p_").to_numpy(),
+                            p_hide=predicted["p_hide"].to_numpy())
+
     def feed(self, user: int, limit: int = 10) -> pd.DataFrame:
         """The user's ranked feed: up to ``limit`` posts with their score, p_hide and candidate source."""
         require_int("limit", limit, 1, MAX_LIMIT)
@@ -105,18 +114,13 @@ class FeedServer:
         table = self.features(user, candidates["post_id"].to_numpy())
         self.timings["features"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        if cold:  # non-personalized: the posts' smoothed engagement rate, and the popularity hide rate
-            scored = table.assign(score=table["post_engagement_rate"], p_hide=table["post_hide_rate"])
-        else:
-            predicted = self.ranker.predict(table)
-            scored = table.assign(score=engagement_score(predicted, prefix="p_").to_numpy(),
-                                  p_hide=predicted["p_hide"].to_numpy())
+        scored = self.rank(table, cold)
         scored["source"] = candidates["source"].to_numpy()
         self.timings["ranking"] = time.perf_counter() - clock
         clock = time.perf_counter()
         top = rerank(scored, limit, self.rerank_config)
         self.timings["re-ranking"] = time.perf_counter() - clock
-        self.timings["end to end"] = sum(self.timings.values())
+        self.timings["server total"] = sum(self.timings.values())  # server-side: no network, no client
         return top[["post_id", "author_id", "topic", "source", "score", "p_hide"]].reset_index(drop=True)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from newsfeed import vocabulary as vocab
-from newsfeed.validation import require, require_columns, require_ids
+from newsfeed.validation import require, require_columns, require_ids, require_known
 from newsfeed.world.config import WorldConfig, to_timestamps
 from newsfeed.world.outcomes import GroundTruth, _device_codes, _public, _sample, _true_probabilities
 from newsfeed.world.rollout import Policy, Rollout, rollout
@@ -73,6 +73,17 @@ class World:
         posts = posts.astype(np.int64) if posts.size == 0 else posts  # no posts, no topics
         require_ids("post_id", posts, len(self.posts), "a post")
         return np.array(vocab.TOPICS, dtype=object)[self.truth.post_topic[posts]]
+
+    def logged_probabilities(self, impression_id: Any) -> pd.DataFrame:
+        """The true probabilities behind logged impressions (``p_click`` ... ``p_hide``, ``expected_dwell``):
+        each at the position, time and device it was shown, in the order of ``impression_id`` and indexed
+        like it when it is a Series. Only a simulator can answer; chapters use it as the oracle."""
+        ids = impression_id if isinstance(impression_id, pd.Series) else pd.Series(np.asarray(impression_id))
+        if "logged" not in self._cache:
+            self._cache["logged"] = self.truth.impressions.set_index("impression_id")
+        logged = self._cache["logged"]
+        require_known("impression_id", ids, logged.index, "the id of an impression this world logged")
+        return logged.loc[ids.to_numpy()].set_axis(ids.index)
 
     def _validate_query(self, user_id: Any, post_id: Any, position: Any, time: Any,
                         device: Any) -> tuple[np.ndarray, ...]:
