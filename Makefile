@@ -21,7 +21,7 @@ book: $(STAMP)  ## build the HTML book from the notebooks' stored outputs, faili
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 test: $(STAMP)  ## lint, unit tests, and every chapter re-executed and compared with its stored outputs
-	$(BIN)/ruff check newsfeed tests benchmarks
+	$(BIN)/ruff check newsfeed tests benchmarks chapters
 	$(BIN)/pytest
 
 execute: $(STAMP)  ## re-execute every chapter in place, to refresh stored outputs after a change

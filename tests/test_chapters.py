@@ -32,14 +32,56 @@ def test_chapter_follows_the_template(path: Path) -> None:
     assert re.search(r":::\{admonition\} In the interview", text)
     exercises = re.findall(r":::\{exercise\}\n:label: (\S+)", text)
     solutions = re.findall(r":::\{solution\} (\S+)\n:class: dropdown", text)
+    gated = re.findall(r"```\{solution-start\} (\S+)\n:class: dropdown\n```", text)
     assert len(exercises) >= 3, "at least three exercises"
-    assert sorted(exercises) == sorted(solutions), "every exercise has a dropdown solution"
+    assert sorted(exercises) == sorted(solutions + gated), "every exercise has one dropdown solution"
+    assert len(re.findall(r"```\{solution-end\}\n```", text)) == len(gated), "every gated solution is closed"
     assert re.search(r"\*\*Coding\.\*\*", text), "one exercise is a coding exercise"
     assert re.search(r"^## Summary", text, re.M) and re.search(r"^## References", text, re.M)
     cited = {key for group in re.findall(r"\{cite\}`([^`]+)`", text) for key in group.split(",")}
     assert cited, "a chapter cites its sources"
     assert cited <= BIB_KEYS, f"unknown citation keys {cited - BIB_KEYS}"
     assert f"chapters/{path.stem}" in TOC, "listed in _toc.yml"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_coding_solutions_are_executed_cells(path: Path) -> None:
+    """A coding exercise's solution is code that runs (and that nbval checks), inside a gated solution."""
+    cells = json.loads(path.read_text())["cells"]
+    inside, coding, solved = None, set(), set()
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            coding |= set(re.findall(r":::\{exercise\}\n:label: (\S+)\n\*\*Coding\.\*\*", source))
+            assert not re.search(r":::\{solution\}[^`]*```python", source), "solution code must be a code cell"
+            started = re.findall(r"```\{solution-start\} (\S+)", source)
+            inside = started[-1] if started else inside
+            if "```{solution-end}" in source and not started:
+                inside = None
+        elif inside is not None and source.strip():
+            solved.add(inside)
+    assert coding, "a chapter has a coding exercise"
+    assert coding <= solved, f"coding exercises whose solution runs no code: {sorted(coding - solved)}"
+
+
+#: The algorithm each chapter teaches, shown on its page from the package's source (``show_source``).
+TAUGHT: dict[str, tuple[str, ...]] = {
+    "03_data_preparation": ("def running_sums", "def as_of_join"),
+    "04_model_development": ("def correct_for_negative_sampling", "class MultiTaskNetwork", "def _loss",
+                             "def fit"),
+    "05_evaluation": ("def compare_arms",),
+    "06_serving": ("def rerank",),
+    "07_monitoring": ("def psi",),
+}
+
+
+@pytest.mark.parametrize("stem", sorted(TAUGHT))
+def test_taught_algorithm_is_shown_from_the_package(stem: str) -> None:
+    cells = json.loads((ROOT / "chapters" / f"{stem}.ipynb").read_text())["cells"]
+    shown = "".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code"
+                    and "show_source(" in "".join(c["source"]) for o in c["outputs"])
+    missing = [name for name in TAUGHT[stem] if f"\n{name}(" not in shown and f"\n    {name}(" not in shown]
+    assert not missing, f"the chapter does not show the package's source of {missing}"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
