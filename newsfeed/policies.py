@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from newsfeed.features import AggregateSource, Dataset, feature_table
-from newsfeed.models import Ranker
+from newsfeed.models import Ranker, serving_view
 from newsfeed.validation import is_number, require
 from newsfeed.world import Policy, World, legacy_ranker
 
@@ -63,10 +63,6 @@ def oracle_policy(world: World, objective: Callable[[pd.DataFrame], Any]) -> Pol
     return score
 
 
-#: The position every candidate is scored at when served: the top of the feed (see ``models.serving_view``).
-SERVED_POSITION = 1
-
-
 def ranking_policy(ranker: Ranker, aggregates: AggregateSource, edges: pd.DataFrame, dataset: Dataset) -> Policy:
     """A serving policy for ``World.rollout``: features for each candidate at request time from ``aggregates``
     (``dataset.aggregates`` of the log as of the last feature refresh), then the ranker's score as served.
@@ -76,7 +72,7 @@ def ranking_policy(ranker: Ranker, aggregates: AggregateSource, edges: pd.DataFr
     at position 1, as ``Ranker.score`` serves.
     """
     def score(candidates: pd.DataFrame) -> np.ndarray:
-        requests = candidates.rename(columns={"requested_at": "timestamp"}).assign(position=SERVED_POSITION)
+        requests = serving_view(candidates.rename(columns={"requested_at": "timestamp"}))
         table = feature_table(requests, dataset.users, edges, aggregates).join(dataset.text, on="post_id")
         return ranker.score(table)
 

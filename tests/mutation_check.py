@@ -18,9 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("calibration inverted", "newsfeed/metrics.py", '"calibration": p.mean() / y.mean()',
      '"calibration": y.mean() / p.mean()', "tests/test_metrics.py"),
-    ("ranking policy scores at position 5", "newsfeed/policies.py", "SERVED_POSITION = 1", "SERVED_POSITION = 5",
-     "tests/test_policies.py::test_ranking_policy_scores_every_candidate_at_the_top"),
-    ("serving view at position 5", "newsfeed/models/ranker.py", "return table.assign(position=1)",
+    ("serving view at position 5 (the ranking policy and Ranker.score both use it)",
+     "newsfeed/models/ranker.py", "return table.assign(position=1)",
      "return table.assign(position=5)",
      "tests/test_policies.py::test_ranking_policy_scores_every_candidate_at_the_top"),
     ("re-ranking freshness base", "newsfeed/serving/rerank.py", "score *= 0.5 **", "score *= 0.6 **",

@@ -10,16 +10,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from newsfeed import features, world
+from newsfeed import features
 from newsfeed.models.baselines import Chronological, Popularity, gradient_boosting, logistic_regression
 from newsfeed.models.multitask import MultiTask, MultiTaskConfig
 from newsfeed.models.ranker import Ranker
+from newsfeed.world import storage as world_storage
 
 
 def _source_files() -> list[Path]:
-    """The code a trained network depends on: the simulator, the features and the models, every module."""
-    folders = [Path(package.__file__).parent for package in (world, features)] + [Path(__file__).parent]
-    return [path for folder in folders for path in sorted(folder.glob("*.py"))]
+    """The code a trained network depends on: the simulator (as its world cache counts it), the features and
+    the models, every module."""
+    folders = [Path(features.__file__).parent, Path(__file__).parent]
+    return [*world_storage.source_files(), *(path for folder in folders for path in sorted(folder.glob("*.py")))]
 
 
 def _cache_key(dataset: features.Dataset, config: MultiTaskConfig) -> str:
