@@ -11,17 +11,24 @@ export MKL_NUM_THREADS := 1
 
 .PHONY: book test execute lab benchmark world clean
 
+# PyTorch's CPU build (about 200 MB) on a Linux laptop, where pip's default is the CUDA build (several GB):
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Empty by default, so the set-up also works on a machine that cannot reach PyTorch's own download site.
+TORCH_INDEX ?=
+TORCH := $(shell grep -E '^torch==' requirements.txt | cut -d' ' -f1)
+
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet $(TORCH) --index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
 book: $(STAMP)  ## build the HTML book from the notebooks' stored outputs, failing on any warning
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: $(STAMP)  ## lint, unit tests, and every chapter re-executed and compared with its stored outputs
-	$(BIN)/ruff check newsfeed tests benchmarks chapters
+test: $(STAMP)  ## lint, unit tests, every chapter re-executed and compared with its stored outputs, the site in a browser
+	$(BIN)/ruff check newsfeed tests benchmarks chapters _ext
 	$(BIN)/pytest
 
 execute: $(STAMP)  ## re-execute every chapter in place, to refresh stored outputs after a change

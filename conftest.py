@@ -28,3 +28,12 @@ def pytest_configure(config: object) -> None:
     setup(0)
     dataset = features.build_dataset(load_world("default", 0), seed=0)
     models.final_multitask(dataset, artifacts_folder("default", 0))
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    """Say loudly when the browser tests could not run (tests/test_site.py skips them without a Chromium)."""
+    for report in terminalreporter.stats.get("skipped", []):
+        if "BROWSER TESTS NOT RUN" in str(report.longrepr):
+            reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            terminalreporter.write_sep("!", reason.removeprefix("Skipped: "), red=True, bold=True)
+            return

@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 
-from newsfeed.validation import require, require_int
+from newsfeed.validation import require, require_float, require_int
 
 #: The instruction set the math libraries compute with, pinned on x86-64 processors: AVX-512 and AVX2 kernels
 #: add in different orders, so without this a network trained on one processor ends a few ten-thousandths away
@@ -25,7 +25,7 @@ def pin_cpu_kernels() -> None:
             os.environ.setdefault(name, value)
 
 
-#: Characters of code the rendered book shows on one line (see _static/code.css and tests/test_chapters.py).
+#: Characters of code the rendered book shows on one line (see _static/book.css and tests/test_chapters.py).
 PAGE_WIDTH = 100
 
 
@@ -79,3 +79,13 @@ def setup(seed: int = 0, threads: int = 1) -> np.random.Generator:
                          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
                          "svg.hashsalt": "feed-ranking-executed"})
     return np.random.default_rng(seed)
+
+
+def format_p_value(p: float) -> str:
+    """A p-value as a reader compares it with a threshold: three decimals, or "< 0.001" below that.
+
+    One format for every table in the book, so that "0.000" in one chapter and "0.0" in another never
+    both mean "very small".
+    """
+    require_float("p", p, 0, 1)
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"

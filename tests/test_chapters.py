@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from newsfeed.notebook import PAGE_WIDTH
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 TOC = (ROOT / "_toc.yml").read_text()
@@ -107,8 +109,9 @@ def test_world_scale_is_a_reader_parameter(path: Path) -> None:
     assert not any(re.search(r"(scale=|at_scale\()\"", source) for source in code), "no hard-coded scale"
 
 
-#: Characters of code or printed output that the rendered book shows on one line (see _static/code.css).
-LINE_WIDTH = 100
+#: Characters of code or printed output that the rendered book shows on one line at 1280 px (see
+#: _static/book.css; tests/test_site.py measures it in a browser).
+LINE_WIDTH = PAGE_WIDTH
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)

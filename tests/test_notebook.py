@@ -27,3 +27,12 @@ def _too_wide() -> str:
 def test_setup_refuses_a_bad_thread_count() -> None:
     with pytest.raises(ValueError, match="threads=0 is invalid: threads accepts an integer >= 1"):
         setup(0, threads=0)
+
+
+def test_p_values_print_one_way() -> None:
+    from newsfeed.notebook import format_p_value
+
+    assert [format_p_value(p) for p in (0.8370, 0.0059, 0.001, 0.00099, 0.0)] == [
+        "0.837", "0.006", "0.001", "< 0.001", "< 0.001"]
+    with pytest.raises(ValueError, match="p=1.5 is invalid: p accepts"):
+        format_p_value(1.5)
