@@ -6,8 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
+from newsfeed import teaching
 from newsfeed.notebook import PAGE_WIDTH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +114,9 @@ def test_world_scale_is_a_reader_parameter(path: Path) -> None:
 #: Characters of code or printed output that the rendered book shows on one line at 1280 px (see
 #: _static/book.css; tests/test_site.py measures it in a browser).
 LINE_WIDTH = PAGE_WIDTH
+#: A solution's box is indented inside the column: its code holds 94 characters at 1280 px (measured the
+#: same way); 92 leaves a margin.
+SOLUTION_WIDTH = 92
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -131,3 +136,7 @@ def test_code_and_printed_output_fit_the_page(path: Path) -> None:
             lines += [("solution code", line) for block in fenced for line in block.splitlines()]
     too_long = [f"{kind}: {line[:60]}..." for kind, line in lines if len(line) > LINE_WIDTH]
     assert not too_long, f"lines over {LINE_WIDTH} characters scroll sideways in the book: {too_long}"
+    teacher = nbformat.read(path, as_version=4)
+    in_solutions = [line for _, cell in teaching._solution_code(teacher) for line in cell.source.splitlines()]
+    too_long = [line[:60] for line in in_solutions if len(line) > SOLUTION_WIDTH]
+    assert not too_long, f"solution code over {SOLUTION_WIDTH} characters scrolls in its box: {too_long}"

@@ -149,6 +149,15 @@ def test_page_at_laptop_width(browser: object, base_url: str, page_path: str) ->
     visit = Visit(browser, base_url, page_path, 1280, 900)
     page = visit.page
     try:
+        solution_problem = _click_a_solution_title(page)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "_").removesuffix(".html") + ".png")),
+                        full_page=True)
+        # Measure everything a reader can open: every solution and every hidden code cell.
+        page.evaluate("""() => {
+          document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));
+          document.querySelectorAll('details').forEach(d => { d.open = true; });
+        }""")
         report = page.evaluate(
             """(fits) => {
               const article = document.querySelector('.bd-article');
@@ -161,7 +170,7 @@ def test_page_at_laptop_width(browser: object, base_url: str, page_path: str) ->
                 .map(e => describe(e) + ' is ' + Math.max(e.scrollWidth - e.clientWidth,
                   e.getBoundingClientRect().right - article.getBoundingClientRect().right) + ' px too wide')
                 : [];
-              const pre = article && article.querySelector('div.highlight pre');
+              const pre = article && article.querySelector('div.cell_input div.highlight pre');
               let characters = null;
               if (pre) {
                 const probe = document.createElement('span');
@@ -194,10 +203,6 @@ def test_page_at_laptop_width(browser: object, base_url: str, page_path: str) ->
         exercises = page.evaluate(
             """() => [...document.querySelectorAll('.exercise.admonition')]
                  .map(e => [e.id, e.querySelector('.admonition-title').innerText])""")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "_").removesuffix(".html") + ".png")),
-                        full_page=True)
-        solution_problem = _click_a_solution_title(page)
     finally:
         visit.close()
 
