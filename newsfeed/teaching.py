@@ -45,6 +45,8 @@ BLOCK = re.compile(r":::\{solution\}[^\n]*\n.*?^:::[ \t]*(?:\n|$)", re.S | re.M)
 BOOK_FILES = ["_config.yml", "_toc.yml", "intro.md", "references.bib", "logo.svg", "_static", "_ext",
               "data/README.md"]
 GRADES_MARK = "GRADES "
+# Pages for the teacher only: left out of the student edition and its table of contents.
+TEACHER_ONLY = ["chapters/appendix_teaching"]
 
 
 def graded_exercises(teacher: nbformat.NotebookNode) -> dict[str, dict[str, Any]]:
@@ -141,9 +143,14 @@ def write_student_edition(out: Path, chapters: Path = ROOT / "chapters") -> list
         elif source.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    toc = (ROOT / "_toc.yml").read_text().splitlines(keepends=True)
+    (out / "_toc.yml").write_text("".join(line for line in toc if not any(f"file: {page}" in line
+                                                                          for page in TEACHER_ONLY)))
     (out / "chapters").mkdir(exist_ok=True)
     written = []
     for page in sorted(chapters.iterdir()):
+        if f"chapters/{page.stem}" in TEACHER_ONLY:
+            continue
         target = out / "chapters" / page.name
         if page.suffix == ".ipynb":
             nbformat.write(student_notebook(nbformat.read(page, as_version=4)), target)

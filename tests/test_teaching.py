@@ -68,6 +68,11 @@ def test_the_student_edition_holds_no_solution(student: Path, path: Path) -> Non
     assert kept == sum(len(c.outputs) for c in teacher.cells if c.cell_type == "code") - solution_outputs
 
 
+def test_the_student_edition_leaves_out_the_instructor_guide(student: Path) -> None:
+    assert not (student / "chapters" / "appendix_teaching.ipynb").exists()
+    assert "appendix_teaching" not in (student / "_toc.yml").read_text()
+
+
 def test_the_student_site_builds_without_solutions(student: Path) -> None:
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     subprocess.run([str(jupyter_book), "build", str(student), "-W", "-n", "--keep-going"], check=True,
