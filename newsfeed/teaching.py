@@ -24,7 +24,6 @@ import copy
 import json
 import re
 import shutil
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,8 +41,18 @@ END = re.compile(r"```\{solution-end\}\s*```\n?")
 EXERCISE = re.compile(r":::\{exercise\}\n:label: (?P<label>\S+)\n(?P<prompt>.*?)\n:::", re.S)
 BLOCK = re.compile(r":::\{solution\}[^\n]*\n.*?^:::[ \t]*(?:\n|$)", re.S | re.M)
 # What a student copy of the book needs beside the notebooks, to build its own site.
+# What a student copy needs beside the notebooks: the book's sources, to build its site, and the package and
+# its set-up, so that `make lab` runs the chapters there. Nothing here holds a solution.
 BOOK_FILES = ["_config.yml", "_toc.yml", "intro.md", "references.bib", "logo.svg", "_static", "_ext",
-              "data/README.md"]
+              "data/README.md", "newsfeed", "requirements.txt", "pyproject.toml", "Makefile"]
+# The student site's landing page says what the student edition is, instead of the instructors' section.
+STUDENT_INTRO = """## The student edition
+
+This is the **student edition**: the chapters without their solutions. Each coding exercise has a starter cell
+that names the variables your answer goes in; keep that cell, the notebook's file name, and a whole-number
+`SEED` of your own in the setup cells. Run the chapters with `make lab` in this folder.
+
+"""
 GRADES_MARK = "GRADES "
 # Pages for the teacher only: left out of the student edition and its table of contents.
 TEACHER_ONLY = ["chapters/appendix_teaching"]
@@ -74,11 +83,11 @@ def _solution_code(teacher: nbformat.NotebookNode) -> Iterator[tuple[str, nbform
 
 def starter_cell(label: str, answers: dict[str, Any]) -> nbformat.NotebookNode:
     """The cell a student writes the answer in: every answer name, what it holds, set to None."""
-    lines = [f"# Exercise {label}: your code here.",
-             "# The autograder reads these names once the notebook has run (see the exercise):"]
+    lines = [f"# Exercise {label}: your code here (in this cell and code cells right below it).",
+             "# The autograder reads these names before the next text cell (see the exercise):"]
     for name, spec in answers.items():
-        lines += textwrap.wrap(f"{name}: {spec['describe']}", 96, initial_indent="# - ",
-                               subsequent_indent="#   ")
+        lines += textwrap.wrap(f"{name}: {spec['describe']} (graded within {spec['rtol'] * 100:.2g}%)", 96,
+                               initial_indent="# - ", subsequent_indent="#   ")
     lines += [f"{name} = None" for name in answers]
     cell = nbformat.v4.new_code_cell("\n".join(lines))
     cell.metadata["grading"] = {"exercise": label, "starter": True}
@@ -139,10 +148,14 @@ def write_student_edition(out: Path, chapters: Path = ROOT / "chapters") -> list
     for name in BOOK_FILES:
         source, target = ROOT / name, out / name
         if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
+            shutil.copytree(source, target, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif source.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    intro = (ROOT / "intro.md").read_text()
+    start, end = intro.index("## How instructors can use it"), intro.index("## Contents")
+    (out / "intro.md").write_text(intro[:start] + STUDENT_INTRO + intro[end:])
     toc = (ROOT / "_toc.yml").read_text().splitlines(keepends=True)
     (out / "_toc.yml").write_text("".join(line for line in toc if not any(f"file: {page}" in line
                                                                           for page in TEACHER_ONLY)))
@@ -240,7 +253,10 @@ def compare(submitted: Any, expected: Any, spec: dict[str, Any]) -> str | None:
     except (TypeError, ValueError):
         return "values that are not numbers where numbers are expected"
     if not close.all():
-        return f"{(~close).sum()} of {close.size} values differ by more than {spec['rtol']:.0%}"
+        relative = np.abs(got[numeric].to_numpy(float) - want[numeric].to_numpy(float)) / np.maximum(
+            np.abs(want[numeric].to_numpy(float)), 1e-12)
+        return (f"{(~close).sum()} of {close.size} values differ by more than the tolerance "
+                f"({spec['rtol']:g}, relative); the largest relative difference is {np.nanmax(relative):.3g}")
     others = want.columns.difference(numeric)
     if not got[others].astype(str).equals(want[others].astype(str)):
         return "non-numeric values differ"
@@ -249,6 +265,10 @@ def compare(submitted: Any, expected: Any, spec: dict[str, Any]) -> str | None:
 
 def score(label: str, submitted: dict[str, Any], expected: dict[str, Any], exercise: dict[str, Any]) -> dict:
     """The points one exercise earns: all its answers right, or none of its points."""
+    if any(expected.get(name) is None for name in exercise["answers"]):
+        # The reference solution raised: a cell above it failed, or the notebook changed what it reads.
+        return {"points": 0, "max": exercise["points"],
+                "problems": {"": "the reference solution could not run after this notebook's cells"}}
     problems = {name: compare(submitted.get(name), expected.get(name), spec)
                 for name, spec in exercise["answers"].items()}
     problems = {name: why for name, why in problems.items() if why}
@@ -271,15 +291,20 @@ def grading_notebook(submission: nbformat.NotebookNode, teacher: nbformat.Notebo
             pending = label
     if pending:
         cells += _check_cells(pending, graded[pending])
-    cells.append(nbformat.v4.new_code_cell(f"print({GRADES_MARK!r} + _teaching.json.dumps(_grades))"))
+    cells.append(nbformat.v4.new_code_cell(
+        f"print({GRADES_MARK!r} + _teaching.json.dumps({{'grades': _grades, 'seed': globals().get('SEED')}},"
+        " default=str))"))
     graded_copy = copy.deepcopy(submission)
     graded_copy.cells = cells
     return graded_copy
 
 
 def _check_cells(label: str, exercise: dict[str, Any]) -> list[nbformat.NotebookNode]:
+    """Keep the student's answer and clear the names, run the reference, compare: a reference that fails
+    leaves its names unset, so a student's answer is never compared with itself."""
     names = list(exercise["answers"])
-    keep = f"_answers[{label!r}] = {{n: _teaching.snapshot(globals().get(n)) for n in {names!r}}}"
+    keep = (f"_answers[{label!r}] = {{n: _teaching.snapshot(globals().get(n)) for n in {names!r}}}\n"
+            f"for _name in {names!r}:\n    globals().pop(_name, None)")
     reference = "\n\n".join(exercise["code"])
     spec = json.dumps({key: value for key, value in exercise.items() if key != "code"})
     check = (f"_grades[{label!r}] = _teaching.score({label!r}, _answers[{label!r}], "
@@ -299,13 +324,18 @@ def grade(submission_path: Path, teacher_path: Path | None = None, timeout: int 
     notebook = grading_notebook(nbformat.read(submission_path, as_version=4), teacher)
     client = NotebookClient(notebook, timeout=timeout, allow_errors=True,
                             resources={"metadata": {"path": str(teacher_path.parent)}})
-    client.execute()
+    try:
+        client.execute()
+    except Exception as error:  # a timeout or a dead kernel: this submission is not graded, the batch goes on
+        return {"error": f"{type(error).__name__}: {str(error)[:200]}", "exercises": {}, "points": 0,
+                "max": sum(e["points"] for e in graded_exercises(teacher).values()), "seed": None}
     printed = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
-    grades = json.loads(printed.split(GRADES_MARK, 1)[1]) if GRADES_MARK in printed else {}
+    run = json.loads(printed.split(GRADES_MARK, 1)[1]) if GRADES_MARK in printed else {}
+    grades = run.get("grades", {})
     for label, exercise in graded_exercises(teacher).items():  # an exercise whose checks never ran
         grades.setdefault(label, {"points": 0, "max": exercise["points"], "problems": {"": "not graded"}})
     return {"exercises": grades, "points": sum(g["points"] for g in grades.values()),
-            "max": sum(g["max"] for g in grades.values())}
+            "max": sum(g["max"] for g in grades.values()), "seed": run.get("seed")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -313,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     student = commands.add_parser("student", help="write the student edition (notebooks and book sources)")
     student.add_argument("--out", type=Path, default=ROOT / "_build" / "student")
-    marking = commands.add_parser("grade", help="autograde submitted notebooks; prints JSON")
+    marking = commands.add_parser("grade", help="autograde submitted notebooks; prints a JSON line each")
     marking.add_argument("submissions", type=Path, nargs="+")
     marking.add_argument("--teacher", type=Path, default=None, help="the chapter (default: same file name)")
     args = parser.parse_args(argv)
@@ -321,9 +351,8 @@ def main(argv: list[str] | None = None) -> None:
         written = write_student_edition(args.out)
         print(f"student edition: {len(written)} notebooks in {args.out / 'chapters'}")
     else:
-        results = {str(path): grade(path, args.teacher) for path in args.submissions}
-        json.dump(results, sys.stdout, indent=1)
-        print()
+        for path in args.submissions:  # one JSON line per submission, as soon as it is graded
+            print(json.dumps({"submission": str(path), **grade(path, args.teacher)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,8 @@ def test_the_student_site_builds_without_solutions(student: Path) -> None:
 
 
 # Submissions graded here, by chapter: chapter 1 gets all three (the reference solutions, a blank submission and
-# a plausible wrong answer, with the exercise it must lose), chapter 0 its reference. Two short chapters keep the
-# round trip under a minute.
+# a plausible wrong answer, with the exercise it must lose), chapter 0 its reference and a sabotage. Two short
+# chapters keep the round trip under a minute.
 WRONG = {
     "ex-00-position": "top = world.impressions.query('position <= 20')\n"
                       "relative_rates = top.groupby('position')[['click', 'like']].mean()  # not divided",
@@ -92,7 +92,10 @@ WRONG = {
                    "max_candidates = 100_000 * heavier.flops_per_core_second / (\n"
                    "    estimate(heavier).peak_requests_per_second * heavier.flops_per_candidate)",
 }
-ROUND_TRIPS = {"00_framework.ipynb": ("reference",), "01_requirements.ipynb": ("reference", "blank", "wrong")}
+# A submission that breaks what the reference reads must not be compared with itself: it scores zero.
+SABOTAGE = {"ex-00-position": "relative_rates = 1.0\nworld = None  # the reference reads world: it cannot run"}
+ROUND_TRIPS = {"00_framework.ipynb": ("reference", "sabotage"),
+               "01_requirements.ipynb": ("reference", "blank", "wrong")}
 
 
 @pytest.mark.parametrize("name", sorted(ROUND_TRIPS))
@@ -103,7 +106,8 @@ def test_the_autograder_round_trip(student: Path, tmp_path: Path, name: str) -> 
     blank = nbformat.read(student / "chapters" / name, as_version=4)
     reference = teaching.with_answers(blank, {label: "\n\n".join(e["code"]) for label, e in exercises.items()})
     wrong = teaching.with_answers(reference, {k: v for k, v in WRONG.items() if k in exercises})
-    submissions = {"reference": reference, "blank": blank, "wrong": wrong}
+    sabotage = teaching.with_answers(reference, {k: v for k, v in SABOTAGE.items() if k in exercises})
+    submissions = {"reference": reference, "blank": blank, "wrong": wrong, "sabotage": sabotage}
     for kind in ROUND_TRIPS[name]:
         path = tmp_path / kind / name
         path.parent.mkdir()
@@ -112,7 +116,7 @@ def test_the_autograder_round_trip(student: Path, tmp_path: Path, name: str) -> 
         assert scores["max"] == full, scores
         if kind == "reference":
             assert scores["points"] == full, scores
-        elif kind == "blank":
+        elif kind in ("blank", "sabotage"):
             assert scores["points"] == 0, scores
         else:
             lost = [label for label in WRONG if label in exercises]
