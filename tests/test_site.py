@@ -128,17 +128,19 @@ def site(html: Path) -> list[str]:
     return _pages(html)
 
 
+def _expected_pages() -> list[str]:
+    """The pages, known from the sources before the build: one per _toc.yml entry, plus the fixed ones."""
+    toc = re.findall(r"file: (\S+)", (ROOT / "_toc.yml").read_text())
+    return sorted({"index.html", "intro.html", "search.html", *(f"{f}.html" for f in toc)})
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "page_path" in metafunc.fixturenames:
-        # The pages are known from the sources before the build: one per _toc.yml entry, plus the fixed ones.
-        toc = re.findall(r"file: (\S+)", (ROOT / "_toc.yml").read_text())
-        pages = sorted({"index.html", "intro.html", "search.html", *(f"{f}.html" for f in toc)})
-        metafunc.parametrize("page_path", pages)
+        metafunc.parametrize("page_path", _expected_pages())
 
 
 def test_every_page_is_tested(site: list[str]) -> None:
-    toc = re.findall(r"file: (\S+)", (ROOT / "_toc.yml").read_text())
-    assert sorted(site) == sorted({"index.html", "intro.html", "search.html", *(f"{f}.html" for f in toc)})
+    assert site == _expected_pages()
 
 
 # Elements of the article that must fit its column: code, printed output, tables, formulas, figures.
