@@ -61,7 +61,7 @@ TEACHER_ONLY = ["chapters/appendix_teaching"]
 def graded_exercises(teacher: nbformat.NotebookNode) -> dict[str, dict[str, Any]]:
     """Each graded exercise's spec (points, answers) and its reference solution code, by exercise label."""
     exercises: dict[str, dict[str, Any]] = {}
-    for label, cell in _solution_code(teacher):
+    for label, cell in solution_code_cells(teacher):
         entry = exercises.setdefault(label, {"points": 0, "answers": {}, "code": []})
         entry["code"].append(cell.source)
         if "grading" in cell.metadata:
@@ -70,7 +70,7 @@ def graded_exercises(teacher: nbformat.NotebookNode) -> dict[str, dict[str, Any]
     return {label: entry for label, entry in exercises.items() if entry["answers"]}
 
 
-def _solution_code(teacher: nbformat.NotebookNode) -> Iterator[tuple[str, nbformat.NotebookNode]]:
+def solution_code_cells(teacher: nbformat.NotebookNode) -> Iterator[tuple[str, nbformat.NotebookNode]]:
     """(exercise label, code cell) for every code cell between a solution-start and its solution-end."""
     inside = None
     for cell in teacher.cells:

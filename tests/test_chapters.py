@@ -137,6 +137,6 @@ def test_code_and_printed_output_fit_the_page(path: Path) -> None:
     too_long = [f"{kind}: {line[:60]}..." for kind, line in lines if len(line) > LINE_WIDTH]
     assert not too_long, f"lines over {LINE_WIDTH} characters scroll sideways in the book: {too_long}"
     teacher = nbformat.read(path, as_version=4)
-    in_solutions = [line for _, cell in teaching._solution_code(teacher) for line in cell.source.splitlines()]
+    in_solutions = [line for _, cell in teaching.solution_code_cells(teacher) for line in cell.source.splitlines()]
     too_long = [line[:60] for line in in_solutions if len(line) > SOLUTION_WIDTH]
     assert not too_long, f"solution code over {SOLUTION_WIDTH} characters scrolls in its box: {too_long}"

@@ -58,13 +58,13 @@ def test_the_student_edition_holds_no_solution(student: Path, path: Path) -> Non
             for block in teaching.BLOCK.findall(cell.source):
                 body = [line for line in block.splitlines()[2:] if len(line.strip()) > 40]
                 assert not any(line in student_text for line in body), body[:1]
-    for _, cell in teaching._solution_code(teacher):
+    for _, cell in teaching.solution_code_cells(teacher):
         assert cell.source not in student_text
     starters = [cell for cell in copy.cells if cell.metadata.get("grading", {}).get("starter")]
     assert [c.metadata.grading.exercise for c in starters] == list(teaching.graded_exercises(teacher))
     assert all(not cell.outputs and "your code here" in cell.source for cell in starters)
     kept = sum(len(cell.outputs) for cell in copy.cells if cell.cell_type == "code")
-    solution_outputs = sum(len(cell.outputs) for _, cell in teaching._solution_code(teacher))
+    solution_outputs = sum(len(cell.outputs) for _, cell in teaching.solution_code_cells(teacher))
     assert kept == sum(len(c.outputs) for c in teacher.cells if c.cell_type == "code") - solution_outputs
 
 
