@@ -10,8 +10,8 @@ never scrolls sideways and tables in the text fit. Links and citations are check
 
 Without a Chromium these tests cannot run: they are skipped and the run ends with a banner saying so and
 naming the command that installs it (see conftest.py); `.ci/run` installs it, and sets REQUIRE_BROWSER=1
-so that CI fails rather than skips. A full-page screenshot of every page at 1280 px is written to
-`_build/screenshots/` on each run, for a person to look at.
+so that CI fails rather than skips. With SITE_SCREENSHOTS=1, a full-page screenshot of every page at 1280 px
+(after clicking one solution open) is written to `_build/screenshots/`, for a person to look at.
 """
 
 from __future__ import annotations
@@ -152,9 +152,10 @@ def test_page_at_laptop_width(browser: object, base_url: str, page_path: str) ->
     page = visit.page
     try:
         solution_problem = _click_a_solution_title(page)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "_").removesuffix(".html") + ".png")),
-                        full_page=True)
+        if os.environ.get("SITE_SCREENSHOTS") == "1":  # for a person to look at; off by default, it is slow
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "_").removesuffix(".html") + ".png")),
+                            full_page=True)
         # Measure everything a reader can open: every solution and every hidden code cell.
         page.evaluate("""() => {
           document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));

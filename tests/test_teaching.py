@@ -83,7 +83,7 @@ def test_the_student_site_builds_without_solutions(student: Path) -> None:
 
 
 # Submissions graded here, by chapter: chapter 1 gets all three (the reference solutions, a blank submission and
-# a plausible wrong answer, with the exercise it must lose), chapter 0 its reference and a sabotage. Two short
+# a plausible wrong answer, with the exercise it must lose), chapter 0 a sabotage. Two short
 # chapters keep the round trip under a minute.
 WRONG = {
     "ex-00-position": "top = world.impressions.query('position <= 20')\n"
@@ -94,7 +94,7 @@ WRONG = {
 }
 # A submission that breaks what the reference reads must not be compared with itself: it scores zero.
 SABOTAGE = {"ex-00-position": "relative_rates = 1.0\nworld = None  # the reference reads world: it cannot run"}
-ROUND_TRIPS = {"00_framework.ipynb": ("reference", "sabotage"),
+ROUND_TRIPS = {"00_framework.ipynb": ("sabotage",),
                "01_requirements.ipynb": ("reference", "blank", "wrong")}
 
 
