@@ -4,9 +4,9 @@
 // 2. A solution's title links to its exercise. Clicking that link would jump away and leave the
 //    solution closed (sphinx-togglebutton only knows clicks on the title itself); instead it opens
 //    and closes the solution like the rest of the title does.
+// 3. On a phone, a table in the text is read as one card per row (_static/book.css): each cell
+//    names its column, so no column is off-screen.
 document.addEventListener("DOMContentLoaded", () => {
-  // 3. On a phone, a table in the text is read as one card per row (_static/book.css): each cell
-  //    names its column, so no column is off-screen.
   for (const table of document.querySelectorAll(".bd-article table")) {
     if (table.closest(".cell_output")) continue;
     const headers = [...table.querySelectorAll("thead th")].map((th) => th.innerText.trim());
