@@ -24,6 +24,7 @@ import copy
 import json
 import re
 import shutil
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,7 +326,9 @@ def grade(submission_path: Path, teacher_path: Path | None = None, timeout: int 
     client = NotebookClient(notebook, timeout=timeout, allow_errors=True,
                             resources={"metadata": {"path": str(teacher_path.parent)}})
     try:
-        client.execute()
+        # The kernel's own start-up chatter on stderr would land in the caller's output: drop it (a failing
+        # cell still reports its error in the notebook).
+        client.execute(stderr=subprocess.DEVNULL)
     except Exception as error:  # a timeout or a dead kernel: this submission is not graded, the batch goes on
         return {"error": f"{type(error).__name__}: {str(error)[:200]}", "exercises": {}, "points": 0,
                 "max": sum(e["points"] for e in graded_exercises(teacher).values()), "seed": None}
