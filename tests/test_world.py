@@ -70,6 +70,8 @@ def test_same_seed_same_world_and_other_seed_differs(small: World) -> None:
     ({"sessions_per_day": float("nan")}, "sessions_per_day"),
     ({"drift": DriftConfig(trending_topic="knitting")}, "drift.trending_topic"),
     ({"drift": DriftConfig(start_day=40)}, "drift.start_day"),
+    ({"hub_share": 0.5}, "hub_share"),
+    ({"hub_degree": 0}, "hub_degree"),
 ])
 def test_bad_config_names_the_field_and_the_range(overrides: dict, field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{re.escape(field)}=.* accepts "):
@@ -223,6 +225,20 @@ def test_drift_changes_the_world_after_its_start() -> None:
     after = climate[world.posts["created_at"] >= start].mean()
     assert after > 2 * before
     assert not np.allclose(world.truth.interests, world.truth.interests_after_drift)
+
+
+def test_hubs_connect_to_a_thousand_accounts_and_others_keep_their_degree() -> None:
+    """The hard case of serving: a few people with a thousand or more friends and follows."""
+    config = WorldConfig.at_scale("small", seed=0, n_people=1500, hub_share=0.004, hub_degree=1200)
+    edges = simulate(config).edges
+    degree = edges.groupby("user_id").size()
+    hubs = degree[degree >= 1000]
+    assert 1 <= len(hubs) <= 15 and degree.drop(hubs.index).max() < 300
+    hub_edges = edges[edges["user_id"].isin(hubs.index)]
+    assert set(hub_edges["edge_type"]) == {"friend", "follow"}
+    assert not edges.duplicated(["user_id", "target_id"]).any()
+    assert WorldConfig.at_scale("default").hub_share == 0.0
+    assert WorldConfig.at_scale("large").hub_share > 0
 
 
 def test_save_load_round_trip_and_cache(tmp_path: Path, small: World) -> None:

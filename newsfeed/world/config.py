@@ -13,10 +13,11 @@ from newsfeed import vocabulary as vocab
 from newsfeed.validation import require, require_float, require_int
 
 REACTIONS: tuple[str, ...] = ("click", "like", "comment", "share", "hide")
-SCALES: dict[str, dict[str, int]] = {
+SCALES: dict[str, dict[str, float]] = {
     "small": {"n_people": 400, "n_pages": 16},
     "default": {"n_people": 2000, "n_pages": 60},
-    "large": {"n_people": 20000, "n_pages": 600},
+    # The large world has the hard case of a real network: a few people connected to thousands of accounts.
+    "large": {"n_people": 20000, "n_pages": 600, "hub_share": 0.001},
 }
 #: Every device a session can come from: the usual ones and the one the drift introduces.
 DEVICES: tuple[str, ...] = (*vocab.DEVICES, vocab.DRIFT_DEVICE)
@@ -70,6 +71,8 @@ class WorldConfig:
     new_user_share: float = 0.08
     mean_friends: float = 14.0
     mean_follows: float = 5.0
+    hub_share: float = 0.0  # share of people who befriend and follow thousands of accounts ("hubs")
+    hub_degree: int = 2000  # how many accounts each hub connects to (befriended people and followed pages)
     person_posts_per_day: float = 0.5
     page_posts_per_day: float = 2.0
     mean_feed_length: float = 10.0
@@ -98,6 +101,8 @@ class WorldConfig:
         require_float("interest_concentration", self.interest_concentration, 0.05, 1000.0)
         require_float("mean_friends", self.mean_friends, 1.0, 500.0)
         require_float("mean_follows", self.mean_follows, 0.0, 500.0)
+        require_float("hub_share", self.hub_share, 0.0, 0.1)
+        require_int("hub_degree", self.hub_degree, 1, 1_000_000)
         require_float("person_posts_per_day", self.person_posts_per_day, 0.0, 50.0)
         require_float("page_posts_per_day", self.page_posts_per_day, 0.0, 500.0)
         require_float("mean_feed_length", self.mean_feed_length, 1.0, 200.0)

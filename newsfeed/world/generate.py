@@ -29,7 +29,7 @@ def simulate(config: WorldConfig | None = None, progress: bool = False) -> World
     tick = _time.perf_counter()
     root = np.random.SeedSequence(cfg.seed)
     rngs = dict(zip(("people", "pages", "friends", "follows", "posts", "text", "drift", "sessions", "dirty",
-                     "rollout", "legacy", "duplicates"), (np.random.default_rng(s) for s in root.spawn(12)),
+                     "rollout", "legacy", "duplicates", "hubs"), (np.random.default_rng(s) for s in root.spawn(13)),
                     strict=True))
     people = _people(cfg, rngs["people"])
     pages = _pages(cfg, rngs["pages"])
@@ -38,6 +38,8 @@ def simulate(config: WorldConfig | None = None, progress: bool = False) -> World
     # ---- the graph --------------------------------------------------------------------------------------
     fu, fv, f_close = _friendships(cfg, people, rngs["friends"])
     wu, wv, w_close = _follows(cfg, people, pages, rngs["follows"])
+    if cfg.hub_share > 0:
+        (fu, fv, f_close), (wu, wv, w_close) = _hubs(cfg, pages, (fu, fv, f_close), (wu, wv, w_close), rngs["hubs"])
     signup_all = np.concatenate([people["signup"], pages["created"]])
     edge_user = np.concatenate([fu, fv, wu])
     edge_target = np.concatenate([fv, fu, wv])
@@ -237,6 +239,35 @@ def _follows(cfg: WorldConfig, people: dict[str, np.ndarray], pages: dict[str, n
     pairs = np.unique(np.stack([users, chosen], axis=1), axis=0)
     closeness = 0.3 * rng.beta(2, 5, len(pairs))
     return pairs[:, 0], pairs[:, 1] + n, closeness
+
+
+def _hubs(cfg: WorldConfig, pages: dict[str, np.ndarray], friends: tuple[np.ndarray, ...],
+          follows: tuple[np.ndarray, ...], rng: np.random.Generator) -> tuple[tuple[np.ndarray, ...], ...]:
+    """A share of people become hubs: each befriends people and follows pages, ``hub_degree`` accounts in all
+    (a tenth of them pages, by popularity), with weak ties (low closeness). Hubs are the hard case of serving:
+    an inbox fed by thousands of accounts. Returns the friend and follow edges with the hubs' added."""
+    n, m = cfg.n_people, cfg.n_pages
+    friend_u, friend_v, follow_u, follow_v = [friends[0]], [friends[1]], [follows[0]], [follows[1] - n]
+    popularity = pages["popularity"] / pages["popularity"].sum()
+    for hub in np.flatnonzero(rng.random(n) < cfg.hub_share).tolist():
+        n_pages = min(m, cfg.hub_degree // 10)
+        others = rng.choice(n - 1, size=min(n - 1, cfg.hub_degree - n_pages), replace=False)
+        others = others + (others >= hub)  # everyone but the hub
+        friend_u.append(np.minimum(hub, others))
+        friend_v.append(np.maximum(hub, others))
+        follow_u.append(np.full(n_pages, hub))
+        follow_v.append(rng.choice(m, size=n_pages, replace=False, p=popularity))
+
+    def merged(u: list[np.ndarray], v: list[np.ndarray], closeness: np.ndarray) -> tuple[np.ndarray, ...]:
+        # An edge that already existed keeps its closeness; a hub's new ties are weak.
+        added = sum(len(part) for part in u[1:])
+        weights = np.concatenate([closeness, 0.3 * rng.beta(2, 5, added)])
+        pairs, first = np.unique(np.stack([np.concatenate(u), np.concatenate(v)], 1), axis=0, return_index=True)
+        return pairs[:, 0], pairs[:, 1], weights[first]
+
+    fu, fv, f_close = merged(friend_u, friend_v, friends[2])
+    wu, wv, w_close = merged(follow_u, follow_v, follows[2])
+    return (fu, fv, f_close), (wu, wv + n, w_close)
 
 
 def _posts(cfg: WorldConfig, people: dict[str, np.ndarray], pages: dict[str, np.ndarray],
