@@ -17,12 +17,18 @@ def setting() -> tuple:
     dataset = features.build_dataset(world, seed=0)
     config = models.MultiTaskConfig(max_epochs=1, hidden=(32,), seed=0)
     network = models.MultiTask(config, progress=None).fit(dataset.part("train", "valid"))
-    server = serving.build_server(network, dataset, world.edges)
+    retrieval = serving.fit_retrieval(dataset, world.edges, world.n_people, world.n_accounts,
+                                      config=serving.TwoTowerConfig(epochs=3, batch_size=256))
+    server = serving.build_server(network, dataset, world.edges, retrieval=retrieval, light_keep=40)
     return world, dataset, server
 
 
 def warm_user(server: serving.FeedServer) -> int:
-    return min(u for u in server.known_users if not server.is_cold(u) and len(server.index.candidates(u)) > 5)
+    """The lowest id with history and more than five candidates (computed once per server)."""
+    if not hasattr(server, "warm_user_for_tests"):
+        server.warm_user_for_tests = next(u for u in sorted(server.known_users)
+                                          if not server.is_cold(u) and len(server.index.candidates(u)) > 5)
+    return server.warm_user_for_tests
 
 
 def test_served_features_equal_offline_features(setting: tuple) -> None:
@@ -69,6 +75,88 @@ def test_candidates_are_recent_unseen_and_not_own(setting: tuple) -> None:
     assert set(candidates["source"]) <= set(serving.SOURCES)
 
 
+def test_two_tower_ranks_next_weeks_engagements_high(setting: tuple) -> None:
+    """Trained on weeks 1-3, the towers place the posts a user engages with in week 4 near the top of that
+    user's window: far better than chance (the median percentile of a random order is 0.5)."""
+    _, dataset, server = setting
+    index, model = server.index, server.index.retrieval
+    test = dataset.part("test")
+    engaged = test[(test[["like", "comment", "share"]].sum(axis=1) > 0) & test["post_id"].isin(index.recent_ids)]
+    percentiles = []
+    for user, posts in engaged.groupby("user_id")["post_id"]:
+        scores = index.light_scores(int(user), index.recent_ids)
+        ranks = (scores[None, :] > index.light_scores(int(user), posts.to_numpy())[:, None]).mean(axis=1)
+        percentiles.extend(ranks.tolist())
+    assert len(percentiles) > 50 and np.median(percentiles) < 0.25
+    assert model.losses_[-1] < model.losses_[0]
+
+
+def test_post_index_kinds_agree_with_exact_search() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    vectors = centres[rng.integers(0, 20, 4000)] + 0.3 * rng.normal(size=(4000, 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ids = np.arange(4000) + 100
+    queries = vectors[:50] + 0.05
+    found = {}
+    for kind in serving.INDEX_KINDS:
+        index = serving.PostIndex(16, kind, lists=32, probe=8)
+        index.add(ids, vectors)
+        found[kind] = index.search(queries, 20)[0]
+    for kind in ("ivf", "hnsw"):
+        recall = np.mean([np.isin(a, e).mean() for a, e in zip(found[kind], found["exact"], strict=True)])
+        assert recall > 0.9, (kind, recall)
+    for kind in ("exact", "ivf"):
+        index = serving.PostIndex(16, kind, lists=32, probe=32)
+        index.add(ids, vectors)
+        assert index.remove(ids[:10]) == 10 and len(index) == 3990
+        assert not np.isin(ids[:10], index.search(vectors[:10], 5)[0]).any()
+    with pytest.raises(ValueError, match="kind='hnsw' is invalid: kind accepts 'exact' or 'ivf'"):
+        serving.PostIndex(16, "hnsw").remove(ids[:1])
+    with pytest.raises(ValueError, match="kind='lsh' is invalid: kind accepts one of exact, ivf, hnsw"):
+        serving.PostIndex(16, "lsh")
+    with pytest.raises(ValueError, match="probe=9 is invalid: probe accepts an integer from 1 to 8"):
+        serving.PostIndex(16, "ivf", lists=8, probe=9)
+    with pytest.raises(ValueError, match="vectors=.* is invalid: vectors accepts an array of len"):
+        serving.PostIndex(16).add(ids[:3], vectors[:3, :8])
+
+
+def test_a_new_post_is_retrievable_once_indexed() -> None:
+    world = load_world("small", 0)
+    dataset = features.build_dataset(world, seed=0)
+    retrieval = serving.fit_retrieval(dataset, world.edges, world.n_people, world.n_accounts,
+                                      config=serving.TwoTowerConfig(epochs=1, batch_size=256))
+    index = serving.CandidateIndex(dataset.log, dataset.posts, world.edges, dataset.text, dataset.serve_at,
+                                   serving.CandidateConfig(two_tower=20), retrieval)
+    new = dataset.posts[dataset.posts["created_at"] >= dataset.serve_at].iloc[0]
+    vector = retrieval.post_vectors(np.array([new["post_id"]]))[0]
+    people = np.setdiff1d(np.arange(world.n_people), [new["author_id"]])
+    scores = retrieval.user_vectors(people) @ index.tower_vectors.T
+    # The person whose window holds the fewest posts the towers prefer to the new one.
+    fan = int(people[np.argmin((scores > (retrieval.user_vectors(people) @ vector)[:, None]).sum(axis=1))])
+    before = index.two_tower(fan)
+    index.add_post(new)
+    assert new["post_id"] not in before and new["post_id"] in index.two_tower(fan)
+    with pytest.raises(ValueError, match="post_id=.* is invalid: post_id accepts an id above"):
+        index.add_post(new)
+
+
+def test_light_ranker_keeps_the_best_two_tower_scores(setting: tuple) -> None:
+    _, _, server = setting
+    user = warm_user(server)
+    candidates = server.candidates(user)
+    kept = server.light_rank(user, candidates)
+    assert len(candidates) > 40 and len(kept) == 40
+    scores = pd.Series(server.index.light_scores(user, candidates["post_id"].to_numpy()),
+                       index=candidates["post_id"])
+    assert scores[kept["post_id"]].min() >= scores.drop(kept["post_id"]).max()
+    with pytest.raises(ValueError, match="light_keep=0 is invalid: light_keep accepts an integer >= 1"):
+        serving.FeedServer(server.ranker, server.store, server.index, server.users, server.text, light_keep=0)
+    with pytest.raises(ValueError, match="cold_start='new' is invalid: cold_start accepts one of popularity"):
+        serving.FeedServer(server.ranker, server.store, server.index, server.users, server.text,
+                           cold_start="new")
+
+
 def test_rerank_freshness_halves_a_score_every_half_life() -> None:
     scored = pd.DataFrame({"post_id": [1, 2], "author_id": [1, 2], "topic": ["a", "b"], "p_hide": [0.0, 0.0],
                            "score": [1.0, 1.99], "post_age_hours": [0.0, 10.0]})
@@ -97,7 +185,8 @@ def test_feed_is_ranked_and_sized(setting: tuple) -> None:
     user = warm_user(server)
     feed = server.feed(user, 5)
     assert 0 < len(feed) <= 5 and feed["post_id"].is_unique
-    assert set(server.timings) == {"candidates", "features", "ranking", "re-ranking", "server total"}
+    assert set(server.timings) == {"candidates", "light ranking", "features", "ranking", "re-ranking",
+                                   "server total"}
 
 
 @pytest.mark.parametrize(("user_id", "limit", "status"), [
@@ -128,12 +217,19 @@ def test_server_serves_at_the_start_of_the_test_week(setting: tuple) -> None:
     assert server.index.now == world.config.start_time + pd.Timedelta(weeks=3)
 
 
-def test_cold_start_users_get_a_feed(setting: tuple) -> None:
+@pytest.mark.parametrize("policy", serving.COLD_START_POLICIES)
+def test_cold_start_users_get_a_feed(setting: tuple, policy: str) -> None:
     _, _, server = setting
     cold = sorted(u for u in server.known_users if server.is_cold(u))
     assert cold, "the small world has users without history at the snapshot"
-    code, body = serving.handle(server, str(cold[0]), "5")
+    server.cold_start = policy
+    try:
+        code, body = serving.handle(server, str(cold[0]), "5")
+        sources = set(server.candidates(cold[0])["source"])
+    finally:
+        server.cold_start = "popularity"
     assert code == 200 and body["cold_start"] and 0 < len(body["posts"]) <= 5
+    assert ("two_tower" in sources) == (policy == "signup")
 
 
 def test_quantized_network_scores_close(setting: tuple) -> None:

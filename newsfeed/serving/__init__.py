@@ -1,8 +1,10 @@
 """Serving the feed: candidate generation, a feature store, ranking, re-ranking and a web service.
 
-A feed request runs three stages. **Candidate generation** narrows tens of thousands of posts to a few hundred:
-the unseen recent posts of friends and followed pages (the inbox), posts whose text is close to what the user
-engaged with lately (embedding nearest neighbours), and trending posts. **Ranking** scores each candidate with
+A feed request runs four stages. **Candidate generation** narrows tens of thousands of posts to about a
+thousand: the unseen recent posts of friends and followed pages (the inbox), a two-tower model's nearest
+neighbours in an approximate nearest-neighbour index, posts whose text is close to what the user engaged with
+lately (text-embedding neighbours), and trending posts. A **light ranker**, the two-tower dot product, keeps the
+few hundred best for the heavy ranker. **Ranking** scores each candidate with
 the chapter-4 network, on features read from a **feature store**: the batch aggregates of the log
 (``features.LogAggregates`` totals per key) materialized as of a snapshot time into SQLite tables, then combined
 at request time by the same ``features.feature_table`` that built the training data, so the served features
@@ -10,18 +12,30 @@ equal the offline ones (no training–serving skew). **Re-ranking** removes post
 trades a little expected engagement for author and topic diversity.
 
 - ``store``: ``FeatureStore`` and the ``StoreView`` that ``feature_table`` reads;
-- ``candidates``: ``CandidateConfig`` and ``CandidateIndex`` (the three sources);
+- ``retrieval``: ``TwoTower`` (the two-tower model) and ``PostIndex`` (faiss: exact, IVF or HNSW);
+- ``candidates``: ``CandidateConfig`` and ``CandidateIndex`` (the four sources, and the light ranker's scores);
 - ``rerank``: ``RerankConfig`` and ``rerank``;
-- ``server``: ``FeedServer``, ``build_server``, ``quantized`` and latency measurement;
+- ``server``: ``FeedServer``, ``build_server``, ``fit_retrieval``, ``quantized`` and latency measurement;
 - ``web``: ``create_app`` (FastAPI, ``GET /feed/{user_id}?limit=N``) around the framework-free ``handle``.
 """
 
 from newsfeed.serving.candidates import SOURCES, CandidateConfig, CandidateIndex
 from newsfeed.serving.rerank import RerankConfig, rerank
-from newsfeed.serving.server import MAX_LIMIT, FeedServer, build_server, latency_table, measure_latency, quantized
+from newsfeed.serving.retrieval import INDEX_KINDS, PostIndex, TwoTower, TwoTowerConfig
+from newsfeed.serving.server import (
+    COLD_START_POLICIES,
+    MAX_LIMIT,
+    FeedServer,
+    build_server,
+    fit_retrieval,
+    latency_table,
+    measure_latency,
+    quantized,
+)
 from newsfeed.serving.store import FeatureStore, StoreView
 from newsfeed.serving.web import RequestError, create_app, handle, parse_request
 
-__all__ = ["MAX_LIMIT", "SOURCES", "CandidateConfig", "CandidateIndex", "FeatureStore", "FeedServer", "RequestError",
-           "RerankConfig", "StoreView", "build_server", "create_app", "handle", "latency_table", "measure_latency",
-           "parse_request", "quantized", "rerank"]
+__all__ = ["COLD_START_POLICIES", "INDEX_KINDS", "MAX_LIMIT", "SOURCES", "CandidateConfig", "CandidateIndex",
+           "FeatureStore", "FeedServer", "PostIndex", "RequestError", "RerankConfig", "StoreView", "TwoTower",
+           "TwoTowerConfig", "build_server", "create_app", "fit_retrieval", "handle", "latency_table",
+           "measure_latency", "parse_request", "quantized", "rerank"]

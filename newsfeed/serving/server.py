@@ -8,6 +8,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,16 @@ from newsfeed.metrics import engagement_score
 from newsfeed.models import MultiTask, Ranker
 from newsfeed.serving.candidates import CandidateConfig, CandidateIndex
 from newsfeed.serving.rerank import RerankConfig, rerank
+from newsfeed.serving.retrieval import TwoTower, TwoTowerConfig
 from newsfeed.serving.store import FeatureStore
 from newsfeed.validation import require, require_int
 
 #: The most posts one feed request may ask for.
 MAX_LIMIT = 100
+#: What a person with no logged history is served: posts ranked by their smoothed engagement rate
+#: ("popularity"), the heavy ranker on its priors over the network and trending posts ("ranker"), or the heavy
+#: ranker over candidates that add the two-tower's neighbours of what is known at signup ("signup").
+COLD_START_POLICIES: tuple[str, ...] = ("popularity", "ranker", "signup")
 
 
 def quantized(ranker: MultiTask) -> MultiTask:
@@ -43,7 +49,9 @@ class FeedServer:
     """Answers feed requests as of ``index.now``: candidates, features from the store, model, re-ranking.
 
     ``users`` are the cleaned profiles (an entity table the service keeps in memory), ``text`` the posts' text
-    embeddings; everything else about the log and the graph is read from the feature store. ``timings``
+    embeddings; everything else about the log and the graph is read from the feature store. When the index has
+    a two-tower model, the **light ranker** (its dot product) keeps the ``light_keep`` best candidates for the
+    heavy ranker (``None``: score them all). ``cold_start`` is one of ``COLD_START_POLICIES``. ``timings``
     holds the last request's seconds per stage.
     """
 
@@ -53,13 +61,20 @@ class FeedServer:
     users: pd.DataFrame
     text: pd.DataFrame
     rerank_config: RerankConfig = field(default_factory=RerankConfig)
+    light_keep: int | None = 300
+    cold_start: str = "popularity"
     timings: dict[str, float] = field(default_factory=dict)
     last_candidates: int = 0
 
     def __post_init__(self) -> None:
+        if self.light_keep is not None:
+            require_int("light_keep", self.light_keep, lo=1)
+        require("cold_start", self.cold_start, self.cold_start in COLD_START_POLICIES,
+                f"one of {', '.join(COLD_START_POLICIES)}")
         people = self.users[(self.users["account_type"] == "person") & (self.users["signup_date"] < self.index.now)]
         self.known_users = set(people["user_id"].tolist())
         self._devices = self.users.set_index("user_id")["device"]
+        self._text_matrix = self.text.to_numpy()
 
     def is_cold(self, user: int) -> bool:
         """No impression logged before the snapshot: nothing to personalize on."""
@@ -87,16 +102,35 @@ class FeedServer:
         counts = self.store.followers(authors)
         followers = np.array([counts.get(int(a), 0.0) for a in authors.tolist()])
         table = features.feature_table(requests, self.users, own_edges, view, followers=followers)
-        return table.join(self.text, on="post_id")
+        # The text columns, as ``table.join(self.text, on="post_id")`` gives them, by array indexing (faster).
+        text = self._text_matrix[self.text.index.get_indexer(post_ids)]
+        return pd.concat([table, pd.DataFrame(text, index=table.index, columns=self.text.columns)], axis=1)
 
-    def rank(self, table: pd.DataFrame, cold: bool = False) -> pd.DataFrame:
+    def rank(self, table: pd.DataFrame, popularity: bool = False) -> pd.DataFrame:
         """The candidates' feature table with the server's ``score`` and ``p_hide``: the ranker's expected
-        engagement, or for a ``cold`` user (nothing logged yet) the posts' smoothed engagement and hide rates."""
-        if cold:
+        engagement, or with ``popularity`` the posts' smoothed engagement and hide rates."""
+        if popularity:
             return table.assign(score=table["post_engagement_rate"], p_hide=table["post_hide_rate"])
         predicted = self.ranker.predict(table)
         return table.assign(score=engagement_score(predicted, prefix="p_").to_numpy(),
                             p_hide=predicted["p_hide"].to_numpy())
+
+    def candidates(self, user: int) -> pd.DataFrame:
+        """The request's candidates (``post_id``, ``source``): every source for a user with history; for a cold
+        user, the network and trending posts, plus the two-tower's under the "signup" policy."""
+        if not self.is_cold(user) or self.cold_start == "signup":
+            return self.index.candidates(user)
+        return (pd.concat([pd.DataFrame({"post_id": self.index.network(user), "source": "network"}),
+                           pd.DataFrame({"post_id": self.index.trending(user), "source": "trending"})])
+                .drop_duplicates("post_id").reset_index(drop=True))
+
+    def light_rank(self, user: int, candidates: pd.DataFrame) -> pd.DataFrame:
+        """The ``light_keep`` candidates with the best two-tower score (all of them without a light ranker)."""
+        if self.light_keep is None or self.index.retrieval is None or len(candidates) <= self.light_keep:
+            return candidates
+        scores = self.index.light_scores(user, candidates["post_id"].to_numpy())
+        keep = np.sort(np.argsort(-scores, kind="stable")[:self.light_keep])
+        return candidates.iloc[keep].reset_index(drop=True)
 
     def feed(self, user: int, limit: int = 10) -> pd.DataFrame:
         """The user's ranked feed: up to ``limit`` posts with their score, p_hide and candidate source."""
@@ -104,17 +138,17 @@ class FeedServer:
         require("user", user, user in self.known_users,
                 f"the id of a person who signed up before {self.index.now} (the snapshot being served)")
         clock = time.perf_counter()
-        cold = self.is_cold(user)
-        candidates = (pd.concat([pd.DataFrame({"post_id": self.index.network(user), "source": "network"}),
-                                 pd.DataFrame({"post_id": self.index.trending(user), "source": "trending"})])
-                      .drop_duplicates("post_id") if cold else self.index.candidates(user))
+        candidates = self.candidates(user)
         self.timings = {"candidates": time.perf_counter() - clock}
         self.last_candidates = len(candidates)
+        clock = time.perf_counter()
+        candidates = self.light_rank(user, candidates)
+        self.timings["light ranking"] = time.perf_counter() - clock
         clock = time.perf_counter()
         table = self.features(user, candidates["post_id"].to_numpy())
         self.timings["features"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        scored = self.rank(table, cold)
+        scored = self.rank(table, popularity=self.is_cold(user) and self.cold_start == "popularity")
         scored["source"] = candidates["source"].to_numpy()
         self.timings["ranking"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -122,7 +156,6 @@ class FeedServer:
         self.timings["re-ranking"] = time.perf_counter() - clock
         self.timings["server total"] = sum(self.timings.values())  # server-side: no network, no client
         return top[["post_id", "author_id", "topic", "source", "score", "p_hide"]].reset_index(drop=True)
-
 
 
 def latency_table(timings: list[dict[str, float]]) -> pd.DataFrame:
@@ -133,15 +166,25 @@ def latency_table(timings: list[dict[str, float]]) -> pd.DataFrame:
 
 def build_server(ranker: Ranker, dataset: features.Dataset, edges: pd.DataFrame,
                  now: str | pd.Timestamp | None = None, candidates: CandidateConfig | None = None,
-                 rerank_config: RerankConfig | None = None) -> FeedServer:
-    """The batch jobs of a serving snapshot (aggregate totals into the feature store, the candidate index) and
-    the server that reads them, all as of ``now``: by default ``dataset.serve_at``, the start of the test week
-    (everything before it was training data)."""
+                 rerank_config: RerankConfig | None = None, retrieval: TwoTower | None = None,
+                 **options: Any) -> FeedServer:
+    """The batch jobs of a serving snapshot (aggregate totals into the feature store, the candidate index with
+    the ``retrieval`` model's ANN index, if given) and the server that reads them, all as of ``now``: by default
+    ``dataset.serve_at``, the start of the test week (everything before it was training data). ``options``
+    are ``FeedServer`` fields (``light_keep``, ``cold_start``)."""
     now = dataset.serve_at if now is None else pd.Timestamp(now)
     before = dataset.log[dataset.log["timestamp"] < now]
     store = FeatureStore.materialize(dataset.aggregates(before), edges, now)
-    index = CandidateIndex(before, dataset.posts, edges, dataset.text, now, candidates)
-    return FeedServer(ranker, store, index, dataset.users, dataset.text, rerank_config or RerankConfig())
+    index = CandidateIndex(before, dataset.posts, edges, dataset.text, now, candidates, retrieval)
+    return FeedServer(ranker, store, index, dataset.users, dataset.text, rerank_config or RerankConfig(), **options)
+
+
+def fit_retrieval(dataset: features.Dataset, edges: pd.DataFrame, n_people: int, n_accounts: int,
+                  now: str | pd.Timestamp | None = None, config: TwoTowerConfig | None = None) -> TwoTower:
+    """The two-tower model trained on the engagements logged before ``now`` (default ``dataset.serve_at``)."""
+    now = dataset.serve_at if now is None else pd.Timestamp(now)
+    return TwoTower(config).fit(dataset.log, dataset.users, dataset.posts, dataset.text, edges, now,
+                                n_people, n_accounts)
 
 
 def measure_latency(server: FeedServer, users: Sequence[int], limit: int = 10,
