@@ -91,6 +91,31 @@ def test_two_tower_ranks_next_weeks_engagements_high(setting: tuple) -> None:
     assert model.losses_[-1] < model.losses_[0]
 
 
+def test_in_batch_loss_corrects_for_popularity_and_skips_repeats() -> None:
+    import torch
+
+    torch.manual_seed(0)
+    users = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
+    posts = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
+    ids = np.array([10, 11, 12, 13, 14, 15])
+    plain = serving.in_batch_softmax_loss(users, posts, ids, None, 0.1)
+    # A log_q equal for every post shifts all logits alike: no change.
+    same = serving.in_batch_softmax_loss(users, posts, ids, torch.full((6,), -2.0), 0.1)
+    assert torch.isclose(plain, same)
+    # A popular post (high log_q) weighs less as a negative: other rows' probability of it falls.
+    popular = torch.tensor([0.0, -5, -5, -5, -5, -5])
+    logits = users @ posts.T / 0.1
+    before = torch.softmax(logits, dim=1)[1:, 0]
+    after = torch.softmax(logits - popular[None, :], dim=1)[1:, 0]
+    assert (after < before).all()
+    assert not torch.isclose(serving.in_batch_softmax_loss(users, posts, ids, popular, 0.1), plain)
+    # The same post in rows 0 and 1 is each row's positive, never the other's negative.
+    twice = np.array([10, 10, 12, 13, 14, 15])
+    posts_twice = torch.cat([posts[:1], posts[:1], posts[2:]])
+    loss = serving.in_batch_softmax_loss(users, posts_twice, twice, None, 0.1)
+    assert loss.isfinite() and loss < serving.in_batch_softmax_loss(users, posts_twice, ids, None, 0.1)
+
+
 def test_post_index_kinds_agree_with_exact_search() -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(20, 16))

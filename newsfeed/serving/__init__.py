@@ -21,7 +21,7 @@ trades a little expected engagement for author and topic diversity.
 
 from newsfeed.serving.candidates import SOURCES, CandidateConfig, CandidateIndex
 from newsfeed.serving.rerank import RerankConfig, rerank
-from newsfeed.serving.retrieval import INDEX_KINDS, PostIndex, TwoTower, TwoTowerConfig
+from newsfeed.serving.retrieval import INDEX_KINDS, PostIndex, TwoTower, TwoTowerConfig, in_batch_softmax_loss
 from newsfeed.serving.server import (
     COLD_START_POLICIES,
     MAX_LIMIT,
@@ -37,5 +37,5 @@ from newsfeed.serving.web import RequestError, create_app, handle, parse_request
 
 __all__ = ["COLD_START_POLICIES", "INDEX_KINDS", "MAX_LIMIT", "SOURCES", "CandidateConfig", "CandidateIndex",
            "FeatureStore", "FeedServer", "PostIndex", "RequestError", "RerankConfig", "StoreView", "TwoTower",
-           "TwoTowerConfig", "build_server", "create_app", "fit_retrieval", "handle", "latency_table",
-           "measure_latency", "parse_request", "quantized", "rerank"]
+           "TwoTowerConfig", "build_server", "create_app", "fit_retrieval", "handle", "in_batch_softmax_loss",
+           "latency_table", "measure_latency", "parse_request", "quantized", "rerank"]

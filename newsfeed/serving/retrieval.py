@@ -95,6 +95,21 @@ class TwoTowerNetwork(nn.Module):
         return F.normalize(self.post_mlp(x), dim=1)
 
 
+def in_batch_softmax_loss(users: torch.Tensor, posts: torch.Tensor, post_ids: np.ndarray,
+                          log_q: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """The loss of a batch of engaged (user, post) pairs, row i's positive being post i and every other post
+    of the batch a negative (a softmax over the batch). ``log_q``, each post's log probability of being
+    sampled, is subtracted from its logits: popular posts are negatives far more often than rare ones, and
+    without the correction the model learns to push them down (Yi et al., 2019). A post that appears twice
+    in the batch is not a negative for itself."""
+    logits = users @ posts.T / temperature
+    if log_q is not None:
+        logits = logits - log_q[None, :]
+    repeated = torch.as_tensor(post_ids[:, None] == post_ids[None, :])
+    logits = logits.masked_fill(repeated & ~torch.eye(len(post_ids), dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(post_ids)))
+
+
 def _codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     """Category codes in ``categories`` order; unknown or missing values get ``len(categories)``."""
     codes = pd.Categorical(values, categories=list(categories)).codes.astype(np.int64)
@@ -184,13 +199,8 @@ class TwoTower:
                 hide = rng.random(len(batch)) < config.id_dropout
                 u = self.network_.users(*self._user_inputs(user_ids[batch], hide))
                 p = self.network_.posts(*(tensor[batch] for tensor in post_inputs))
-                logits = u @ p.T / config.temperature
-                if config.popularity_correction:
-                    logits = logits - log_q[batch][None, :]
-                # The same post twice in a batch is not a negative for itself: mask the duplicates.
-                same = torch.as_tensor(post_ids[batch][:, None] == post_ids[batch][None, :])
-                logits = logits.masked_fill(same & ~torch.eye(len(batch), dtype=torch.bool), float("-inf"))
-                loss = F.cross_entropy(logits, torch.arange(len(batch)))
+                correction = log_q[batch] if config.popularity_correction else None
+                loss = in_batch_softmax_loss(u, p, post_ids[batch], correction, config.temperature)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
