@@ -55,8 +55,8 @@ class CandidateIndex:
         self.now = now = pd.Timestamp(now)
         log = log[log["timestamp"] < now]
         known = edges[edges["created_at"] < now]
-        self.sources = known.groupby("user_id")["target_id"].agg(lambda s: set(s.tolist())).to_dict()
-        self.seen = log.groupby("user_id")["post_id"].agg(lambda s: set(s.tolist())).to_dict()
+        self.sources = {int(user): np.unique(targets) for user, targets in known.groupby("user_id")["target_id"]}
+        self.seen = {int(user): np.unique(posts) for user, posts in log.groupby("user_id")["post_id"]}
         window = posts[(posts["created_at"] < now)
                        & (posts["created_at"] >= now - pd.Timedelta(hours=self.config.window_hours))]
         self.recent = window[["post_id", "author_id", "created_at"]].reset_index(drop=True)
@@ -80,6 +80,7 @@ class CandidateIndex:
                                  probe=self.config.ann_probe)
             self.ann.add(self.recent_ids, self.tower_vectors)
         self._text = text
+        self._last_user: tuple[int, np.ndarray] | None = None
 
     def add_post(self, post: pd.Series) -> None:
         """Index a post created after the snapshot (``post_id``, ``author_id``, ``created_at``): what the
@@ -97,20 +98,28 @@ class CandidateIndex:
 
     def eligible(self, user: int, ids: np.ndarray) -> np.ndarray:
         """The posts of ``ids`` the user may be shown: not seen before the snapshot, and not their own."""
-        seen = self.seen.get(user, set())
-        authors = self.recent_author[np.searchsorted(self.recent_ids, ids)] if len(ids) else ids
-        return ids[[(p not in seen) and (a != user) for p, a in zip(ids.tolist(), authors.tolist(), strict=True)]]
+        if not len(ids):
+            return ids
+        authors = self.recent_author[np.searchsorted(self.recent_ids, ids)]
+        seen = self.seen.get(user)
+        keep = authors != user
+        if seen is not None:
+            keep &= ~np.isin(ids, seen)
+        return ids[keep]
 
     def network(self, user: int) -> np.ndarray:
         """Unseen posts of the window by the user's friends and followed pages."""
-        followed = self.sources.get(user, set())
-        ids = self.recent_ids[[a in followed for a in self.recent_author.tolist()]]
-        return self.eligible(user, ids)
+        followed = self.sources.get(user)
+        if followed is None:
+            return np.empty(0, dtype=np.int64)
+        return self.eligible(user, self.recent_ids[np.isin(self.recent_author, followed)])
 
     def user_vector(self, user: int) -> np.ndarray:
         """The user tower's vector for ``user`` (from id, connections and profile; without history, no id)."""
         require("retrieval", None, self.retrieval is not None, "a TwoTower model (this index was built without)")
-        return self.retrieval.user_vectors(np.array([user]))[0]  # type: ignore[union-attr]
+        if self._last_user is None or self._last_user[0] != user:  # a request asks twice: retrieval, light ranker
+            self._last_user = (user, self.retrieval.user_vectors(np.array([user]))[0])  # type: ignore[union-attr]
+        return self._last_user[1]
 
     def two_tower(self, user: int) -> np.ndarray:
         """Unseen posts nearest to the user tower's vector in the ANN index (none without a retrieval model)."""

@@ -97,16 +97,17 @@ class TwoTowerNetwork(nn.Module):
 
 def in_batch_softmax_loss(users: torch.Tensor, posts: torch.Tensor, post_ids: np.ndarray,
                           log_q: torch.Tensor | None, temperature: float) -> torch.Tensor:
-    """The loss of a batch of engaged (user, post) pairs, row i's positive being post i and every other post
-    of the batch a negative (a softmax over the batch). ``log_q``, each post's log probability of being
-    sampled, is subtracted from its logits: popular posts are negatives far more often than rare ones, and
-    without the correction the model learns to push them down (Yi et al., 2019). A post that appears twice
-    in the batch is not a negative for itself."""
+    """The loss of a batch of engaged (user, post) pairs: row i's positive is post i, and every
+    other post of the batch is a negative (a softmax over the batch). ``log_q``, each post's log
+    probability of being sampled, is subtracted from its logits: popular posts are negatives far
+    more often than rare ones, and without the correction the model learns to push them down
+    (Yi et al., 2019). A post that appears twice in the batch is not a negative for itself."""
     logits = users @ posts.T / temperature
     if log_q is not None:
         logits = logits - log_q[None, :]
     repeated = torch.as_tensor(post_ids[:, None] == post_ids[None, :])
-    logits = logits.masked_fill(repeated & ~torch.eye(len(post_ids), dtype=torch.bool), float("-inf"))
+    repeated &= ~torch.eye(len(post_ids), dtype=torch.bool)
+    logits = logits.masked_fill(repeated, float("-inf"))
     return F.cross_entropy(logits, torch.arange(len(post_ids)))
 
 
@@ -233,11 +234,12 @@ class TwoTower:
 class PostIndex:
     """Nearest-neighbour search by inner product over post vectors, with posts added as they are created and
     removed as they expire: ``kind`` is ``"exact"`` (brute force), ``"ivf"`` (an inverted file: ``lists``
-    k-means cells, ``probe`` of them searched) or ``"hnsw"`` (a graph with ``links`` neighbours per node; faiss
-    cannot remove from it)."""
+    k-means cells, ``probe`` of them searched) or ``"hnsw"`` (a graph with ``links`` neighbours per node,
+    searched keeping the ``depth`` best nodes seen, which must exceed the neighbours asked for; faiss cannot
+    remove from it)."""
 
     def __init__(self, dimensions: int, kind: str = "exact", lists: int = 64, probe: int = 8, links: int = 32,
-                 seed: int = 0) -> None:
+                 depth: int = 256, seed: int = 0) -> None:
         import faiss
 
         require("kind", kind, kind in INDEX_KINDS, f"one of {', '.join(INDEX_KINDS)}")
@@ -245,6 +247,7 @@ class PostIndex:
         require_int("lists", lists, lo=1)
         require_int("probe", probe, 1, lists)
         require_int("links", links, lo=2)
+        require_int("depth", depth, lo=1)
         self.kind, self.dimensions = kind, dimensions
         if kind == "exact":
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimensions))
@@ -255,10 +258,25 @@ class PostIndex:
             self._index.cp.seed = seed
             self._index.nprobe = probe
         else:
-            self._index = faiss.IndexIDMap(faiss.IndexHNSWFlat(dimensions, links, faiss.METRIC_INNER_PRODUCT))
+            graph = faiss.IndexHNSWFlat(dimensions, links, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efSearch = depth
+            self._graph = graph  # the ID map keeps a pointer to it
+            self._index = faiss.IndexIDMap(graph)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+    @property
+    def probe(self) -> int:
+        """IVF: how many cells a query searches (more: higher recall, slower)."""
+        require("kind", self.kind, self.kind == "ivf", "'ivf' (only an inverted file has cells to probe)")
+        return int(self._index.nprobe)
+
+    @probe.setter
+    def probe(self, cells: int) -> None:
+        require("kind", self.kind, self.kind == "ivf", "'ivf' (only an inverted file has cells to probe)")
+        require_int("probe", cells, 1, int(self._index.nlist))
+        self._index.nprobe = cells
 
     def add(self, post_ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add posts (an IVF index is trained on the first vectors it is given)."""

@@ -49,11 +49,16 @@ def handle(server: FeedServer, user_id: str, limit: str = "10") -> tuple[int, di
 
 
 def create_app(server: FeedServer) -> Any:
-    """A FastAPI application serving ``GET /feed/{user_id}?limit=N`` from ``server`` (needs ``fastapi``)."""
+    """A FastAPI application serving ``GET /feed/{user_id}?limit=N`` from ``server``, and ``GET /health``."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     app = FastAPI(title="Feed ranking, executed")
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Ready to serve: the snapshot's time (a load balancer or a load test polls this before sending)."""
+        return {"status": "ok", "served_at": server.index.now.isoformat()}
 
     @app.get("/feed/{user_id}")
     def feed(user_id: str, limit: str = "10") -> JSONResponse:
