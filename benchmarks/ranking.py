@@ -54,7 +54,7 @@ def main() -> int:
     dataset = features.build_dataset(world, seed=args.seed)
     test = dataset.part("test")
     tick = time.perf_counter()
-    rankers = {**models.final_baselines(dataset, args.seed),
+    rankers = {**models.final_baselines(dataset, args.seed, artifacts_folder(args.scale, args.seed)),
                models.MultiTask.name: models.final_multitask(dataset, artifacts_folder("default", args.seed))}
     train_seconds = time.perf_counter() - tick
 

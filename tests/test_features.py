@@ -265,3 +265,18 @@ def test_topics_read_from_text_beat_the_noisy_labels(world: World) -> None:
         features.infer_topics(world.posts, world.posts["created_at"].min())
     with pytest.raises(ValueError, match="folds=1 is invalid"):
         features.infer_topics(world.posts, split.train_end, folds=1)
+
+
+def test_build_dataset_is_cached_by_content(world: World, tmp_path) -> None:
+    """The second build of the same world reads the cache; a world whose tables differ builds anew."""
+    first = features.build_dataset(world, cache_dir=tmp_path)
+    cached = list(tmp_path.glob("dataset-*.pkl"))
+    assert len(cached) == 1
+    again = features.build_dataset(world, cache_dir=tmp_path)
+    pd.testing.assert_frame_equal(again.table, first.table)
+    assert again.table is not first.table  # a fresh copy: a chapter's changes cannot reach the next reader
+    pd.testing.assert_frame_equal(features.build_dataset(world, cache_dir=None).table, first.table)
+    other = World(config=world.config, truth=world.truth, users=world.users, posts=world.posts,
+                  edges=world.edges, sessions=world.sessions, impressions=world.impressions.iloc[:-1])
+    features.build_dataset(other, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("dataset-*.pkl"))) == 2

@@ -116,3 +116,12 @@ def test_final_network_is_cached(tmp_path: Path, dataset: features.Dataset) -> N
     longer = models.final_multitask(dataset, tmp_path, epochs=2, config=config)  # not the cached 1-epoch network
     assert longer.config.max_epochs == 2 and len(longer.learning_curve) == 2
     assert len(list(tmp_path.glob("multitask-*.pt"))) == 1
+
+
+def test_final_baselines_are_cached(tmp_path: Path, dataset: features.Dataset) -> None:
+    trained = models.final_baselines(dataset, seed=0, folder=tmp_path)
+    assert len(list(tmp_path.glob("baselines-*.pkl"))) == 1
+    loaded = models.final_baselines(dataset, seed=0, folder=tmp_path)
+    rows = dataset.part("test").head(200)
+    for name, ranker in trained.items():
+        pd.testing.assert_frame_equal(loaded[name].predict(rows), ranker.predict(rows))

@@ -282,3 +282,13 @@ def test_web_service(setting: tuple) -> None:
                          (f"/feed/{user}?limit=x", 422)):
         response = client.get(path)
         assert response.status_code == status and "error" in response.json()
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["served_at"] == server.index.now.isoformat()
+
+
+def test_service_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
+    from newsfeed.serving.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--port", "0"])
+    assert "--port=0 is invalid: --port accepts an integer from 1 to 65535" in capsys.readouterr().err

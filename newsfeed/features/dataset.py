@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sklearn
 
 from newsfeed.features.aggregates import LogAggregates
 from newsfeed.features.cleaning import clean_impressions, clean_posts, clean_users
 from newsfeed.features.embeddings import text_vectors
 from newsfeed.features.table import NUMERIC_FEATURES, feature_table
 from newsfeed.validation import require, require_int
-from newsfeed.world import World
+from newsfeed.world import DATA_DIR, World
+
+#: Where ``build_dataset`` keeps the datasets it built (ignored by git, like the worlds beside it).
+DATASET_CACHE = DATA_DIR / ".cache"
 
 
 @dataclass(frozen=True)
@@ -78,13 +87,34 @@ TEXT_FEATURES: tuple[str, ...] = tuple(f"text_{i}" for i in range(16))
 MODEL_NUMERIC_FEATURES: tuple[str, ...] = NUMERIC_FEATURES + TEXT_FEATURES
 
 
-def build_dataset(world: World, split: TimeSplit | None = None, seed: int = 0) -> Dataset:
+def build_dataset(world: World, split: TimeSplit | None = None, seed: int = 0,
+                  cache_dir: str | Path | None = DATASET_CACHE) -> Dataset:
     """Clean the world's tables, read each post's topic from its text (the labels are noisy), compute every
     feature point-in-time and join each post's text embedding (fitted on the training weeks' posts): the table
-    chapters 4–7 train on."""
+    chapters 4–7 train on.
+
+    Building takes seconds and every later chapter needs the same table, so it is kept in ``cache_dir``
+    (``None``: not kept) under a hash of everything it depends on: the world's tables, the split, the seed, the
+    code of the features and the library versions. Any change to one of them builds it again.
+    """
+    split = split if split is not None else weekly_split(world.config.start)
+    if cache_dir is None:
+        return _build(world, split, seed)
+    path = Path(cache_dir) / f"dataset-{_cache_key(world, split, seed)}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    dataset = _build(world, split, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "wb") as file:
+        pickle.dump(dataset, file, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(staging, path)  # atomic: a reader never sees half a file, and concurrent writers agree
+    return dataset
+
+
+def _build(world: World, split: TimeSplit, seed: int) -> Dataset:
     users, _ = clean_users(world.users)
     log, _ = clean_impressions(world.impressions)
-    split = split if split is not None else weekly_split(world.config.start)
     posts = clean_posts(world.posts, fit_until=split.train_end)
     table = feature_table(log, users, world.edges, LogAggregates(log, posts))
     text = text_vectors(world.posts, fit_until=split.train_end, dimensions=len(TEXT_FEATURES), seed=seed)
@@ -92,3 +122,16 @@ def build_dataset(world: World, split: TimeSplit | None = None, seed: int = 0) -
     return Dataset(table=table, split=split.assign(table["timestamp"]), time_split=split, users=users, log=log,
                    text=text, posts=posts)
 
+
+def _cache_key(world: World, split: TimeSplit, seed: int) -> str:
+    """A hash of the world's tables, the split, the seed, the code a dataset is built by and the libraries'
+    versions."""
+    from newsfeed import metrics, validation, vocabulary
+
+    digest = hashlib.sha256(repr((split, seed, pd.__version__, np.__version__, sklearn.__version__)).encode())
+    code = [*sorted(Path(__file__).parent.glob("*.py")), *(Path(m.__file__) for m in (metrics, validation, vocabulary))]
+    for path in code:
+        digest.update(path.read_bytes())
+    for name in World.TABLES:
+        digest.update(pd.util.hash_pandas_object(getattr(world, name), index=True).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,7 @@ def _source_files() -> list[Path]:
     return [*world_storage.source_files(), *(path for folder in folders for path in sorted(folder.glob("*.py")))]
 
 
-def _cache_key(dataset: features.Dataset, config: MultiTaskConfig) -> str:
+def _cache_key(dataset: features.Dataset, config: object) -> str:
     digest = hashlib.sha256()
     for source in _source_files():
         digest.update(source.read_bytes())
@@ -63,8 +64,23 @@ def final_multitask(dataset: features.Dataset, folder: str | Path, epochs: int |
     return network
 
 
-def final_baselines(dataset: features.Dataset, seed: int = 0) -> dict[str, Ranker]:
-    """The baselines trained like the shipped model (on weeks 1–3), for a fair comparison on the test week."""
+def final_baselines(dataset: features.Dataset, seed: int = 0, folder: str | Path | None = None) -> dict[str, Ranker]:
+    """The baselines trained like the shipped model (on weeks 1–3), for a fair comparison on the test week.
+
+    With ``folder``, loaded from there when the same code trained them on the same data, otherwise trained now
+    and cached there (as ``final_multitask`` does)."""
+    path = Path(folder) / f"baselines-{_cache_key(dataset, ('baselines', seed))}.pkl" if folder else None
+    if path is not None and path.exists():
+        cached: dict[str, Ranker] = pickle.loads(path.read_bytes())
+        return cached
     rankers: list[Ranker] = [Chronological(), Popularity(), logistic_regression(seed), gradient_boosting(seed)]
     both = dataset.part("train", "valid")
-    return {ranker.name: ranker.fit(both) for ranker in rankers}
+    fitted = {ranker.name: ranker.fit(both) for ranker in rankers}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("baselines-*.pkl"):
+            old.unlink()
+        staging = path.with_suffix(".tmp")
+        staging.write_bytes(pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL))
+        staging.rename(path)
+    return fitted
