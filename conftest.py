@@ -1,6 +1,7 @@
 """Test-wide settings: the same environment a notebook kernel gets from `make test`, even under plain `pytest`."""
 
 import os
+from pathlib import Path
 
 from newsfeed.notebook import pin_cpu_kernels
 
@@ -28,6 +29,32 @@ def pytest_configure(config: object) -> None:
     setup(0)
     dataset = features.build_dataset(load_world("default", 0), seed=0)
     models.final_multitask(dataset, artifacts_folder("default", 0))
+
+
+#: About how long the slowest test modules take, in seconds (from ``pytest --durations``); it only sets the order in
+#: which the two workers take files, so it need not be exact. A notebook's own recorded run time is used for it.
+MODULE_SECONDS = {"test_site.py": 90, "test_teaching.py": 70, "test_world.py": 35, "test_models.py": 30,
+                  "test_features.py": 20, "test_serving.py": 20, "test_experiments.py": 15, "test_monitoring.py": 15}
+
+
+def _expected_seconds(path: Path) -> float:
+    if path.suffix == ".ipynb":
+        import nbformat
+
+        from newsfeed.teaching import execution_seconds
+
+        return execution_seconds(nbformat.read(path, as_version=4)) or 60.0
+    return MODULE_SECONDS.get(path.name, 5.0)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The longest files first. The two workers take whole files in collection order (``--dist loadfile``), so a
+    long file collected last would run alone at the end while the other core idles; longest-first packs them."""
+    seconds: dict[Path, float] = {}
+    for item in items:
+        if item.path not in seconds:
+            seconds[item.path] = _expected_seconds(item.path)
+    items.sort(key=lambda item: -seconds[item.path])  # stable: each file's tests keep their order
 
 
 def pytest_terminal_summary(terminalreporter: object) -> None:

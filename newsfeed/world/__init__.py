@@ -16,7 +16,8 @@ The package, one module per job:
 - ``outcomes``: the ground truth and the outcome model (true probabilities, sampled reactions);
 - ``rollout``: policies meet sessions (candidates, choose, show, update counters), and the legacy ranker;
 - ``core``: the ``World`` (tables, truth, and the questions it answers);
-- ``generate``: ``simulate``, which generates people, pages, graph, posts, texts and sessions;
+- ``graph``: friendships, follows of pages, the large world's hubs, and when each edge was made;
+- ``generate``: ``simulate``, which generates people, pages, the graph (with ``graph``), posts, texts and sessions;
 - ``storage``: ``load_world`` (the cache in ``data/``), ``save_world`` and the command line.
 
 Use::
