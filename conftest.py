@@ -34,7 +34,8 @@ def pytest_configure(config: object) -> None:
 #: About how long the slowest test modules take, in seconds (from ``pytest --durations``); it only sets the order in
 #: which the two workers take files, so it need not be exact. A notebook's own recorded run time is used for it.
 MODULE_SECONDS = {"test_site.py": 90, "test_teaching.py": 70, "test_world.py": 35, "test_models.py": 30,
-                  "test_features.py": 20, "test_serving.py": 20, "test_experiments.py": 15, "test_monitoring.py": 15}
+                  "test_scaling.py": 30, "test_features.py": 20, "test_serving.py": 20, "test_experiments.py": 15,
+                  "test_monitoring.py": 15}
 
 
 def _expected_seconds(path: Path) -> float:

@@ -63,6 +63,9 @@ INPUTS: dict[str, dict[str, str]] = {
         "200": "chapter 1's end-to-end latency budget in milliseconds (an assumption)",
         "5,000": "a hypothetical person's follow count in an exercise (ex-06-hub)",
     },
+    "08_scaling": {
+        "150": "chapter 1's assumed CPU-ms of heavy ranking per request (an assumption)",
+    },
     "07_monitoring": {
         "0.1": "monitoring.PSI_WARN, the rule of thumb's warn line",
         "0.25": "monitoring.PSI_ALERT, the rule of thumb's alert line",

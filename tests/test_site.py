@@ -56,7 +56,7 @@ def _pages(html: Path) -> list[str]:
 
 
 def _chapter_number(page: str) -> str | None:
-    """'7' for chapters/07_monitoring.html: the numbered chapters are 1 to 7 (chapter 0 is not numbered)."""
+    """'7' for chapters/07_monitoring.html: the numbered chapters are 1 to 8 (chapter 0 is not numbered)."""
     match = re.match(r"chapters/(\d\d)_", page)
     return str(int(match.group(1))) if match and match.group(1) != "00" else None
 

@@ -114,6 +114,34 @@ def post_static(posts: pd.DataFrame) -> pd.DataFrame:
         n_hashtags=posts["hashtags"].fillna("").str.split().str.len().to_numpy(dtype=float))
 
 
+@dataclass(frozen=True)
+class AggregateInputs:
+    """What every engine of the aggregates starts from: each post's static attributes, the event tables
+    (``"log"``: each impression with its post's author, topic and media type and one column per value of
+    ``AggregateSpec``; ``"posts"``: who wrote which post, the author as ``user_id``), the time origin of the
+    decayed engagement, and its decay."""
+
+    post_static: pd.DataFrame
+    sources: dict[str, pd.DataFrame]
+    origin: pd.Timestamp
+    decay_hours: float
+
+
+def aggregate_inputs(log: pd.DataFrame, posts: pd.DataFrame,
+                     decay_hours: float = AFFINITY_DECAY_HOURS) -> AggregateInputs:
+    """The event tables the running sums are taken over (see ``AggregateInputs``)."""
+    require_columns("log", log, ["user_id", "post_id", "timestamp", *REACTIONS, "dwell_seconds"])
+    static = post_static(posts)
+    log = log.join(static[["author_id", "topic", "media_type"]], on="post_id")
+    engaged = engagement_score(log).clip(lower=0.0)
+    origin = log["timestamp"].min() if len(log) else pd.Timestamp("2000-01-01")
+    growth = np.exp(_hours(log["timestamp"], origin).to_numpy() / decay_hours)
+    events = log.assign(impressions=1.0, engagement=engaged, engagement_growth=engaged * growth,
+                        dwell=log["dwell_seconds"], **{r: log[r].astype(float) for r in REACTIONS})
+    written = posts.rename(columns={"author_id": "user_id", "created_at": "timestamp"}).assign(posts=1.0)
+    return AggregateInputs(static, {"log": events, "posts": written}, origin, decay_hours)
+
+
 class LogAggregates:
     """The running sums of an impression log (and of who wrote which post), ready for as-of joins.
 
@@ -123,25 +151,15 @@ class LogAggregates:
     """
 
     def __init__(self, log: pd.DataFrame, posts: pd.DataFrame, decay_hours: float = AFFINITY_DECAY_HOURS) -> None:
-        require_columns("log", log, ["user_id", "post_id", "timestamp", *REACTIONS, "dwell_seconds"])
-        self.post_static = post_static(posts)
+        inputs = aggregate_inputs(log, posts, decay_hours)
+        self.post_static = inputs.post_static
         self.post_info = self.post_static[["author_id", "topic", "media_type"]]
-        self.decay_hours = decay_hours
-        log = log.join(self.post_info, on="post_id")
-        engaged = engagement_score(log).clip(lower=0.0)
-        self.origin = log["timestamp"].min() if len(log) else pd.Timestamp("2000-01-01")
-        growth = np.exp(_hours(log["timestamp"], self.origin).to_numpy() / decay_hours)
-        written = posts.rename(columns={"author_id": "user_id", "created_at": "timestamp"})
-        columns = {
-            "log": {"impressions": pd.Series(1.0, index=log.index), "engagement": engaged,
-                    "engagement_growth": engaged * growth, "dwell": log["dwell_seconds"],
-                    **{r: log[r].astype(float) for r in REACTIONS}},
-            "posts": {"posts": pd.Series(1.0, index=written.index)},
-        }
-        sources = {"log": log, "posts": written}
-        self.tables = [(list(spec.keys), running_sums(sources[spec.source], list(spec.keys),
-                                                     {v: columns[spec.source][v] for v in spec.values}),
-                        spec.prefix) for spec in AGGREGATES]
+        self.decay_hours, self.origin = decay_hours, inputs.origin
+        self.tables = []
+        for spec in AGGREGATES:
+            events = inputs.sources[spec.source]
+            sums = running_sums(events, list(spec.keys), {v: events[v] for v in spec.values})
+            self.tables.append((list(spec.keys), sums, spec.prefix))
         self.last_events = [table["timestamp"].max() if len(table) else pd.Timestamp.min
                             for _, table, _ in self.tables]
         self._totals: list[pd.DataFrame] | None = None

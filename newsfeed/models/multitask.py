@@ -147,11 +147,9 @@ class MultiTask(Ranker):
         total = (per_task * self.task_weights_).sum() + dwell_weight * dwell_loss
         return total, per_task
 
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> MultiTask:
-        start = time.perf_counter()
-        config = self.config
-        torch.manual_seed(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
+    def prepare(self, train: pd.DataFrame) -> tuple[list[Any], Any, Any]:
+        """Fit the encoding and the id indexes on ``train``; its network inputs, reaction labels and dwell.
+        ``fit`` starts here, and so does chapter 8's data-parallel training."""
         # Position reaches the network through its own tower only, not through the dense features.
         numeric = [name for name in features.MODEL_NUMERIC_FEATURES if name != "position"]
         self.pipeline_ = features.feature_pipeline(numeric=numeric).fit(train)
@@ -160,17 +158,30 @@ class MultiTask(Ranker):
         self.transform_ = features.CompiledTransform(self.pipeline_)
         self.users_, self.authors_ = _IdIndex(train["user_id"]), _IdIndex(train["author_id"])
         self.topics_ = _IdIndex(train["topic"])
-        self.task_weights_ = torch.tensor([config.task_weights[r] for r in REACTIONS])
-        inputs, (reactions, dwell) = self.inputs(train), self._labels(train)
-        self.network_ = MultiTaskNetwork(inputs[0].shape[1], len(self.users_), len(self.authors_),
-                                         len(self.topics_), config)
-        embeddings = [p for name, p in self.network_.named_parameters() if name.split(".")[0] in
+        self.task_weights_ = torch.tensor([self.config.task_weights[r] for r in REACTIONS])
+        return self.inputs(train), *self._labels(train)
+
+    def new_network(self, n_dense: int) -> tuple[MultiTaskNetwork, torch.optim.Optimizer]:
+        """A freshly initialized network for the prepared inputs, and its optimizer (embeddings get their own
+        weight decay)."""
+        config = self.config
+        network = MultiTaskNetwork(n_dense, len(self.users_), len(self.authors_), len(self.topics_), config)
+        embeddings = [p for name, p in network.named_parameters() if name.split(".")[0] in
                       ("user", "author", "topic")]
-        others = [p for name, p in self.network_.named_parameters() if name.split(".")[0] not in
+        others = [p for name, p in network.named_parameters() if name.split(".")[0] not in
                   ("user", "author", "topic")]
         optimizer = torch.optim.AdamW(
             [{"params": embeddings, "weight_decay": config.embedding_weight_decay},
              {"params": others, "weight_decay": config.weight_decay}], lr=config.learning_rate)
+        return network, optimizer
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> MultiTask:
+        start = time.perf_counter()
+        config = self.config
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        inputs, reactions, dwell = self.prepare(train)
+        self.network_, optimizer = self.new_network(inputs[0].shape[1])
         valid_inputs = self.inputs(valid) if valid is not None else None
         valid_labels = self._labels(valid) if valid is not None else None
         self.learning_curve: list[dict[str, float]] = []

@@ -1,0 +1,97 @@
+"""Scaling: the other engines give chapter 3's aggregates, data-parallel training trains, fan-out and capacity
+arithmetic count what they say, and bad input is refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from newsfeed import features, models, scaling
+from newsfeed.estimates import Assumptions
+from newsfeed.world import World, WorldConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return simulate(WorldConfig.at_scale("small", seed=3))
+
+
+@pytest.fixture(scope="module")
+def dataset(world: World) -> features.Dataset:
+    return features.build_dataset(world, seed=0, cache_dir=None)
+
+
+def requests_of(dataset: features.Dataset) -> pd.DataFrame:
+    """Training rows (times inside the log, ties included) and serving requests after its end, shuffled."""
+    log = dataset.log
+    later = log.sample(300, random_state=0)[["user_id", "post_id"]].assign(
+        timestamp=log["timestamp"].max() + pd.Timedelta(hours=1))
+    return pd.concat([log[["user_id", "post_id", "timestamp"]], later], ignore_index=True).sample(frac=1.0,
+                                                                                                random_state=1)
+
+
+def test_duckdb_and_dask_give_chapter_3s_aggregates(dataset: features.Dataset) -> None:
+    requests = requests_of(dataset)
+    expected = features.LogAggregates(dataset.log, dataset.posts).aggregates(requests)
+    by_duckdb = scaling.DuckDBAggregates(dataset.log, dataset.posts).aggregates(requests)
+    pd.testing.assert_frame_equal(by_duckdb[expected.columns], expected, rtol=1e-9, check_dtype=False)
+    client = scaling.make_client(workers=2)
+    try:
+        by_dask = scaling.DaskAggregates(dataset.log, dataset.posts, client, partitions=5).aggregates(requests)
+    finally:
+        client.close()
+    pd.testing.assert_frame_equal(by_dask[expected.columns], expected, check_exact=True)
+
+
+def test_engines_refuse_bad_settings(dataset: features.Dataset) -> None:
+    with pytest.raises(ValueError, match="partitions=0 is invalid: partitions accepts an integer >= 1"):
+        scaling.DaskAggregates(dataset.log, dataset.posts, client=None, partitions=0)
+    with pytest.raises(ValueError, match="client='NoneType' is invalid: client accepts a dask.distributed Client"):
+        scaling.DaskAggregates(dataset.log, dataset.posts, client=None)
+    with pytest.raises(ValueError, match="threads=0 is invalid: threads accepts an integer >= 1"):
+        scaling.DuckDBAggregates(dataset.log, dataset.posts, threads=0)
+    with pytest.raises(ValueError, match="requests is missing"):
+        scaling.DuckDBAggregates(dataset.log, dataset.posts).aggregates(dataset.log[["user_id"]])
+
+
+def test_data_parallel_training_learns_and_reports_its_costs(dataset: features.Dataset) -> None:
+    config = models.MultiTaskConfig(hidden=(32,), embedding_dim=4, max_epochs=2, batch_size=256, seed=0)
+    train, test = dataset.part("train", "valid"), dataset.part("test")
+    model, measured = scaling.fit_data_parallel(train, config, world_size=2)
+    assert measured["gradient_bytes"] == 4 * model.n_parameters
+    assert measured["losses"][-1] < measured["losses"][0] and measured["all_reduce_seconds"] > 0
+    single, _ = scaling.epoch_seconds_single(train, config)
+    # Half a batch per process, gradients averaged: the same training up to dropout draws and sum order.
+    gap = np.abs(model.score(test) - single.score(test)).mean() / np.abs(single.score(test)).mean()
+    assert gap < 0.1
+    with pytest.raises(ValueError, match="world_size=0 is invalid"):
+        scaling.fit_data_parallel(train, config, world_size=0)
+
+
+def test_fanout_counts_writes_and_reads() -> None:
+    now = pd.Timestamp("2026-01-10")
+    edges = pd.DataFrame({"user_id": [1, 2, 3, 1], "target_id": [9, 9, 9, 8],
+                          "created_at": pd.Timestamp("2026-01-01")})
+    posts = pd.DataFrame({"author_id": [9, 8, 7]})  # 3, 1 and 0 followers
+    requests = pd.DataFrame({"user_id": [1, 2, 5]})  # follows 2 accounts, 1, none
+    costs = scaling.fanout_costs(edges, posts, requests, [np.inf, 1, 0], now, writes_per_second=1.0)
+    assert costs.loc[np.inf].tolist() == [4 / 3, 0.0, 3.0]
+    assert costs.loc[1].tolist() == [1 / 3, 2 / 3, 1.0]  # account 9 (3 followers) is pulled by readers 1 and 2
+    assert costs.loc[0].tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="thresholds=\\[-1\\] is invalid"):
+        scaling.fanout_costs(edges, posts, requests, [-1], now)
+
+
+def test_capacity_scales_with_traffic_and_names_bad_costs() -> None:
+    costs = scaling.UnitCosts(request_ms=20.0, candidate_ms=0.01, light_candidate_ms=1e-5,
+                              store_bytes_per_row=30.0, train_rows_per_core_second=2e4)
+    base = scaling.fleet(Assumptions(), costs)
+    double = scaling.fleet(Assumptions(daily_active_users=4e9), costs)
+    assert double["serving cores"] == pytest.approx(2 * base["serving cores"])
+    assert base["CPU-ms per request"] == pytest.approx(20 + 1e-5 * 1500 + 0.01 * 300)
+    table = scaling.sensitivity(Assumptions(), costs, ["daily_active_users", "request_ms"])
+    assert table.loc[("daily_active_users", "x2"), "serving cores"] == pytest.approx(2.0)
+    assert 1.0 < table.loc[("request_ms", "x2"), "serving cores"] < 2.0
+    with pytest.raises(ValueError, match="utilization=1.5 is invalid"):
+        scaling.UnitCosts(1.0, 1.0, 1.0, 1.0, 1.0, utilization=1.5)
