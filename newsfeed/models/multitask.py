@@ -148,8 +148,8 @@ class MultiTask(Ranker):
         return total, per_task
 
     def prepare(self, train: pd.DataFrame) -> tuple[list[Any], Any, Any]:
-        """Fit the encoding and the id indexes on ``train``; its network inputs, reaction labels and dwell.
-        ``fit`` starts here, and so does chapter 8's data-parallel training."""
+        """Fit the encoding and the id indexes on ``train``; return its network inputs, reaction
+        labels and dwell. ``fit`` starts here, and so does chapter 8's data-parallel training."""
         # Position reaches the network through its own tower only, not through the dense features.
         numeric = [name for name in features.MODEL_NUMERIC_FEATURES if name != "position"]
         self.pipeline_ = features.feature_pipeline(numeric=numeric).fit(train)
@@ -162,10 +162,11 @@ class MultiTask(Ranker):
         return self.inputs(train), *self._labels(train)
 
     def new_network(self, n_dense: int) -> tuple[MultiTaskNetwork, torch.optim.Optimizer]:
-        """A freshly initialized network for the prepared inputs, and its optimizer (embeddings get their own
-        weight decay)."""
+        """A freshly initialized network for the prepared inputs, and its optimizer (embeddings get
+        their own weight decay)."""
         config = self.config
-        network = MultiTaskNetwork(n_dense, len(self.users_), len(self.authors_), len(self.topics_), config)
+        network = MultiTaskNetwork(n_dense, len(self.users_), len(self.authors_), len(self.topics_),
+                                   config)
         embeddings = [p for name, p in network.named_parameters() if name.split(".")[0] in
                       ("user", "author", "topic")]
         others = [p for name, p in network.named_parameters() if name.split(".")[0] not in
