@@ -61,7 +61,7 @@ INPUTS: dict[str, dict[str, str]] = {
         "300": "a count the chapter sets: requests the benchmark times, and a hypothetical p99 in a follow-up",
         "500": "an HTTP status code (a server error), and the benchmark's candidate threshold: not measurements",
         "200": "chapter 1's end-to-end latency budget in milliseconds (an assumption)",
-        "5,000": "a hypothetical person's follow count in an exercise (ex-06-hub)",
+        "2,000": "WorldConfig.hub_degree, the accounts each hub of the large world connects to (a setting)",
     },
     "08_scaling": {
         "150": "chapter 1's assumed CPU-ms of heavy ranking per request (an assumption)",

@@ -210,7 +210,7 @@ def test_feed_is_ranked_and_sized(setting: tuple) -> None:
     user = warm_user(server)
     feed = server.feed(user, 5)
     assert 0 < len(feed) <= 5 and feed["post_id"].is_unique
-    assert set(server.timings) == {"candidates", "light ranking", "features", "ranking", "re-ranking",
+    assert set(server.timings) == {"candidate generation", "light ranking", "features", "ranking", "re-ranking",
                                    "server total"}
 
 

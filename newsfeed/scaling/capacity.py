@@ -38,14 +38,15 @@ class UnitCosts:
         require_float("utilization", self.utilization, 0.0, 1.0, open_lo=True)
 
 
-def fleet(assumptions: Assumptions, costs: UnitCosts, store_rows_per_user: float = 50.0) -> pd.Series:
-    """Serving cores, feature-store bytes and training cores at the assumed peak traffic."""
+def fleet(assumptions: Assumptions, costs: UnitCosts) -> pd.Series:
+    """Serving cores, feature-store bytes and training cores at the assumed peak traffic. The store holds a row
+    per (user, connection) pair, the rows that dominate it (chapter 1), so ``connections_per_user`` rows a user."""
     traffic = estimate(assumptions)
     candidates = assumptions.candidates_per_request
     request_cpu_ms = (costs.request_ms + costs.light_candidate_ms * candidates
                       + costs.candidate_ms * min(costs.heavy_candidates, candidates))
     serving = traffic.peak_requests_per_second * request_cpu_ms / 1000 / costs.utilization
-    store = assumptions.daily_active_users * store_rows_per_user * costs.store_bytes_per_row
+    store = assumptions.daily_active_users * assumptions.connections_per_user * costs.store_bytes_per_row
     training = traffic.impressions_per_day / (costs.train_rows_per_core_second * costs.training_hours * 3600)
     return pd.Series({"CPU-ms per request": request_cpu_ms, "serving cores": serving,
                       "feature store bytes": store, "training cores": training})

@@ -17,6 +17,7 @@ inputs from ``features.aggregate_inputs``, so only the engine differs:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -111,8 +112,10 @@ class DaskAggregates:
     partition runs the same pandas code as ``LogAggregates``. The result equals it to the last bit: each key's
     events keep their order, so every running sum adds the same numbers in the same order."""
 
-    def __init__(self, log: pd.DataFrame, posts: pd.DataFrame, client: Any, partitions: int = 8) -> None:
+    def __init__(self, log: pd.DataFrame, posts: pd.DataFrame, client: Any, partitions: int = 8,
+                 progress: Callable[[str], None] | None = None) -> None:
         require_int("partitions", partitions, lo=1)
+        self.progress = progress  # told each table as it finishes: a line per table, the same on every run
         require("client", type(client).__name__, hasattr(client, "compute"), "a dask.distributed Client")
         inputs = aggregate_inputs(log, posts)
         self.post_static, self.origin, self.decay_hours = inputs.post_static, inputs.origin, inputs.decay_hours
@@ -143,5 +146,8 @@ class DaskAggregates:
             job = shuffled.map_partitions(_within_partition, keys, values, spec.prefix, meta=meta)
             # One table at a time: the workers hold one table's events, not all eight at once.
             parts.append(self.client.compute(job, sync=True).sort_index())
+            if self.progress is not None:
+                self.progress(f"table {len(parts)} of {len(AGGREGATES)} done: {spec.prefix} by "
+                              f"{', '.join(keys)}")
         out = pd.concat(parts, axis=1).set_axis(requests.index)
         return _decay(out, requests["timestamp"], self.origin, self.decay_hours)

@@ -139,7 +139,7 @@ class FeedServer:
                 f"the id of a person who signed up before {self.index.now} (the snapshot being served)")
         clock = time.perf_counter()
         candidates = self.candidates(user)
-        self.timings = {"candidates": time.perf_counter() - clock}
+        self.timings = {"candidate generation": time.perf_counter() - clock}
         self.last_candidates = len(candidates)
         clock = time.perf_counter()
         candidates = self.light_rank(user, candidates)
