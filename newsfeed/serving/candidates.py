@@ -80,7 +80,6 @@ class CandidateIndex:
                                  probe=self.config.ann_probe)
             self.ann.add(self.recent_ids, self.tower_vectors)
         self._text = text
-        self._last_user: tuple[int, np.ndarray] | None = None
 
     def add_post(self, post: pd.Series) -> None:
         """Index a post created after the snapshot (``post_id``, ``author_id``, ``created_at``): what the
@@ -117,9 +116,9 @@ class CandidateIndex:
     def user_vector(self, user: int) -> np.ndarray:
         """The user tower's vector for ``user`` (from id, connections and profile; without history, no id)."""
         require("retrieval", None, self.retrieval is not None, "a TwoTower model (this index was built without)")
-        if self._last_user is None or self._last_user[0] != user:  # a request asks twice: retrieval, light ranker
-            self._last_user = (user, self.retrieval.user_vectors(np.array([user]))[0])  # type: ignore[union-attr]
-        return self._last_user[1]
+        # Computed on every call, not memoized on the index: the web service answers requests on several
+        # threads, and a shared "last user" would hand one request another user's vector.
+        return self.retrieval.user_vectors(np.array([user]))[0]  # type: ignore[union-attr]
 
     def two_tower(self, user: int) -> np.ndarray:
         """Unseen posts nearest to the user tower's vector in the ANN index (none without a retrieval model)."""
