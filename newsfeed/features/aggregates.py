@@ -185,10 +185,15 @@ class LogAggregates:
                 parts.append(totals.reindex(where).fillna(0.0).set_axis(req.index).add_prefix(prefix))
             else:
                 parts.append(as_of_join(req, table, keys, prefix))
-        out = pd.concat(parts, axis=1)
-        shrink = np.exp(-_hours(req["timestamp"], self.origin).to_numpy() / self.decay_hours)
-        out["user_author_engagement_decayed"] = out.pop("user_author_engagement_growth") * shrink
-        return out
+        return decay_affinity(pd.concat(parts, axis=1), req["timestamp"], self.origin, self.decay_hours)
+
+
+def decay_affinity(out: pd.DataFrame, times: pd.Series, origin: pd.Timestamp, decay_hours: float) -> pd.DataFrame:
+    """Turn the (user, author) engagement growth sum into the exponentially decayed engagement as of each
+    request's time (every engine of the aggregates ends with this)."""
+    shrink = np.exp(-_hours(times, origin).to_numpy() / decay_hours)
+    out["user_author_engagement_decayed"] = out.pop("user_author_engagement_growth") * shrink
+    return out
 
 
 def smoothed_rate(count: ArrayLike, exposures: ArrayLike, prior_rate: float | ArrayLike,

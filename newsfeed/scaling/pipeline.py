@@ -23,20 +23,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from newsfeed.features.aggregates import AGGREGATES, AggregateSpec, aggregate_inputs, as_of_join, running_sums
+from newsfeed.features.aggregates import (
+    AGGREGATES,
+    AggregateSpec,
+    aggregate_inputs,
+    as_of_join,
+    decay_affinity,
+    running_sums,
+)
 from newsfeed.validation import require, require_columns, require_int
 
 
 def _with_post_info(requests: pd.DataFrame, post_info: pd.DataFrame) -> pd.DataFrame:
     require_columns("requests", requests, ["user_id", "post_id", "timestamp"])
     return requests[["user_id", "post_id", "timestamp"]].join(post_info, on="post_id")
-
-
-def _decay(out: pd.DataFrame, times: pd.Series, origin: pd.Timestamp, decay_hours: float) -> pd.DataFrame:
-    """Turn the (user, author) engagement growth sum into the decayed engagement, as ``LogAggregates`` does."""
-    shrink = np.exp(-((times - origin) / pd.Timedelta(hours=1)).to_numpy() / decay_hours)
-    out["user_author_engagement_decayed"] = out.pop("user_author_engagement_growth") * shrink
-    return out
 
 
 class DuckDBAggregates:
@@ -79,7 +79,7 @@ class DuckDBAggregates:
         finally:
             self.connection.unregister("requests")
         out = pd.concat(parts, axis=1).set_axis(requests.index)
-        return _decay(out, requests["timestamp"], self.origin, self.decay_hours)
+        return decay_affinity(out, requests["timestamp"], self.origin, self.decay_hours)
 
 
 def make_client(address: str | None = None, workers: int = 2, memory_limit: str = "4GiB") -> Any:
@@ -150,4 +150,4 @@ class DaskAggregates:
                 self.progress(f"table {len(parts)} of {len(AGGREGATES)} done: {spec.prefix} by "
                               f"{', '.join(keys)}")
         out = pd.concat(parts, axis=1).set_axis(requests.index)
-        return _decay(out, requests["timestamp"], self.origin, self.decay_hours)
+        return decay_affinity(out, requests["timestamp"], self.origin, self.decay_hours)
