@@ -3,6 +3,11 @@
 import os
 from pathlib import Path
 
+import nbformat
+import pytest
+from nbval.plugin import IPyNbCell
+
+from newsfeed import numerics
 from newsfeed.notebook import pin_cpu_kernels
 
 # Kernels started by nbval inherit this process's environment: fix set ordering and math-library threads.
@@ -10,6 +15,50 @@ for name, value in {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM
                     "MKL_NUM_THREADS": "1"}.items():
     os.environ.setdefault(name, value)
 pin_cpu_kernels()  # the same instruction set as the stored outputs were computed with (see newsfeed.notebook)
+
+#: How notebooks' fresh outputs are compared with their stored ones: "exact", "tolerant" (numbers within the
+#: chapter's stated tolerance, see newsfeed.numerics), or "auto" (the default): exact for a notebook whose outputs
+#: were computed on a machine with this one's fingerprint, tolerant for any other.
+NUMBERS = os.environ.get("NOTEBOOK_NUMBERS", "auto")
+if NUMBERS not in ("auto", "exact", "tolerant"):
+    raise pytest.UsageError(f"NOTEBOOK_NUMBERS={NUMBERS!r} is invalid: it accepts auto, exact or tolerant")
+
+
+def _mode(notebook: nbformat.NotebookNode) -> str:
+    if NUMBERS != "auto":
+        return NUMBERS
+    return "exact" if numerics.stored_on(notebook) == numerics.fingerprint() else "tolerant"
+
+
+#: Per notebook: its comparison mode, and the cells that matched only within tolerance (for the closing summary).
+_CHECKED: dict[str, dict] = {}
+_exact_compare = IPyNbCell.compare_outputs
+
+
+def _compare_outputs(self: IPyNbCell, test: list, ref: list, skip_compare: tuple | None = None) -> bool:
+    """nbval's comparison, after numbers that moved within tolerance are set back to their stored text (in the
+    tolerant mode only): whatever else differs still fails, and is reported as nbval reports it."""
+    notebook = self.parent.nb
+    record = _CHECKED.setdefault(self.parent.name, {"mode": _mode(notebook), "tolerated": 0})
+    if record["mode"] != "tolerant":
+        return _exact_compare(self, test, ref, skip_compare)
+    tolerance = numerics.tolerance_of(notebook, self.cell)
+    aligned, replaced = numerics.align_within_tolerance(test, ref, tolerance, self.sanitize)
+    record["tolerated"] += bool(replaced)
+    if _exact_compare(self, [nbformat.from_dict(output) for output in aligned], ref, skip_compare):
+        return True
+    self.comparison_traceback.append(f"compared within {tolerance}; beyond it:")
+    self.comparison_traceback += [f"  {line}" for line in numerics.explain(test, ref, tolerance, self.sanitize)]
+    return False
+
+
+IPyNbCell.compare_outputs = _compare_outputs
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"this machine's numerics: {numerics.fingerprint()}",
+            f"notebook outputs compared: {NUMBERS} (NOTEBOOK_NUMBERS; auto = exact where stored on this machine's "
+            "kind, else within each chapter's tolerance)"]
 
 
 def pytest_configure(config: object) -> None:
@@ -33,9 +82,9 @@ def pytest_configure(config: object) -> None:
 
 #: About how long the slowest test modules take, in seconds (from ``pytest --durations``); it only sets the order in
 #: which the two workers take files, so it need not be exact. A notebook's own recorded run time is used for it.
-MODULE_SECONDS = {"test_site.py": 90, "test_teaching.py": 70, "test_world.py": 35, "test_models.py": 30,
-                  "test_scaling.py": 30, "test_features.py": 20, "test_serving.py": 20, "test_experiments.py": 15,
-                  "test_monitoring.py": 15}
+MODULE_SECONDS = {"test_site.py": 90, "test_teaching.py": 70, "test_benchmarks.py": 55, "test_world.py": 35,
+                  "test_models.py": 30, "test_scaling.py": 30, "test_numerics.py": 20, "test_features.py": 20,
+                  "test_serving.py": 20, "test_experiments.py": 15, "test_monitoring.py": 15}
 
 
 def _expected_seconds(path: Path) -> float:
@@ -59,9 +108,44 @@ def pytest_collection_modifyitems(items: list) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: object) -> None:
-    """Say loudly when the browser tests could not run (tests/test_site.py skips them without a Chromium)."""
+    """Say which mode checked each notebook, and say loudly when the browser tests could not run
+    (tests/test_site.py skips them without a Chromium)."""
+    _report_numbers(terminalreporter)
     for report in terminalreporter.stats.get("skipped", []):
         if "BROWSER TESTS NOT RUN" in str(report.longrepr):
             reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
             terminalreporter.write_sep("!", reason.removeprefix("Skipped: "), red=True, bold=True)
             return
+
+
+def _report_numbers(terminalreporter: object) -> None:
+    """One line per mode: which notebooks were compared exactly and which within tolerance (and in how many of
+    their cells a number moved). Workers hold the records under xdist, so they are read back from the reports."""
+    checked = dict(_CHECKED)
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "notebook_numbers":
+                mode, tolerated = value
+                entry = checked.setdefault(Path(report.nodeid.split("::")[0]).name, {"mode": mode, "tolerated": 0})
+                entry["tolerated"] = max(entry["tolerated"], tolerated)
+    if not checked:
+        return
+    terminalreporter.write_sep("-", f"notebook outputs (NOTEBOOK_NUMBERS={NUMBERS}; this machine: "
+                                    f"{numerics.fingerprint()})")
+    for mode in ("exact", "tolerant"):
+        names = sorted(name for name, entry in checked.items() if entry["mode"] == mode)
+        if names:
+            detail = ", ".join(f"{name} ({checked[name]['tolerated']} cells moved)" if mode == "tolerant" else name
+                               for name in names)
+            how = ("exactly" if mode == "exact" else "within each chapter's tolerance")
+            terminalreporter.write_line(f"compared {how}: {detail}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Carry a notebook cell's comparison mode to the controlling process (xdist workers hold _CHECKED)."""
+    outcome = yield
+    if call.when == "call" and isinstance(item, IPyNbCell):
+        record = _CHECKED.get(item.parent.name)
+        if record is not None:
+            outcome.get_result().user_properties.append(("notebook_numbers", (record["mode"], record["tolerated"])))

@@ -4,6 +4,7 @@ against the world's ground truth (the oracle) and random.
     python benchmarks/ranking.py           # tables
     python benchmarks/ranking.py --json    # one object: {"models": {NAME: {...}}, "oracle": {...}, "random": {...}}
     python benchmarks/ranking.py --seeds 0 1 2   # also the network retrained with each seed: how much is noise?
+    python benchmarks/ranking.py --scale small --epochs 1 --trees 10   # a quick run (the test suite's)
 
 Metrics: "ndcg@10" is per-session nDCG@10 with the true expected weighted engagement (at the top of the feed) as
 relevance; "ndcg@10_logged" uses the logged weighted engagement instead (biased towards the legacy ranker's
@@ -12,6 +13,12 @@ oracle's AUC lift over random (0.5) that a model captures; "calibration_<reactio
 probability over the observed rate (1 is calibrated; not for random). With ``--seeds``, the report gains
 "network_seeds": the network's metrics for each training seed (same world, same data) and their mean and
 standard deviation, which is the yardstick for any difference between models in the third decimal.
+
+``--epochs`` trains the network for that many epochs instead of the count early stopping chose, and ``--trees``
+gives the gradient-boosted trees that many trees instead of the shipped 120: both make a quick run (the test suite's,
+on the small world), not the shipped models. Such a network is cached apart, in a folder named like the shipped
+models' with ``-epochs<n>`` added, and such baselines are not cached: a quick run never stands in for the shipped
+models of the chapters (nor lands among the committed ones).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +35,10 @@ from sklearn.metrics import roc_auc_score
 from newsfeed import features, metrics, models
 from newsfeed.metrics import engagement_score, ndcg_at_k
 from newsfeed.notebook import setup
-from newsfeed.world import REACTIONS, artifacts_folder, load_world
+from newsfeed.world import REACTIONS, SCALES, artifacts_folder, load_world
+
+#: The shipped gradient-boosted trees' size (``models.gradient_boosting``'s default).
+SHIPPED_TREES = 120
 
 
 def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.DataFrame, sessions: np.ndarray,
@@ -42,20 +53,51 @@ def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.Da
     return row
 
 
+def baselines(dataset: features.Dataset, seed: int, folder: Path, trees: int) -> dict[str, models.Ranker]:
+    """The baselines as shipped (cached in ``folder``), or with ``trees`` trees in the boosted model (not cached)."""
+    if trees == SHIPPED_TREES:
+        return models.final_baselines(dataset, seed, folder)
+    rankers = [models.Chronological(), models.Popularity(), models.logistic_regression(seed),
+               models.gradient_boosting(seed, trees=trees)]
+    both = dataset.part("train", "valid")
+    return {ranker.name: ranker.fit(both) for ranker in rankers}
+
+
+def network(dataset: features.Dataset, folder: Path, epochs: int | None,
+            config: models.MultiTaskConfig | None = None) -> models.MultiTask:
+    """The network as shipped (early stopping's epoch count, cached in ``folder``), or trained ``epochs`` epochs
+    and cached apart, in ``<folder>-epochs<epochs>``."""
+    if epochs is None:
+        return models.final_multitask(dataset, folder, config=config)
+    return models.final_multitask(dataset, folder.with_name(f"{folder.name}-epochs{epochs}"), epochs=epochs,
+                                  config=config)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of every model (default 0)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[],
                         help="also retrain the network with each of these training seeds (about 40 s each)")
+    parser.add_argument("--scale", default="default", choices=list(SCALES),
+                        help="world scale (default: default)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train the network this many epochs (default: as shipped, early stopping's count)")
+    parser.add_argument("--trees", type=int, default=SHIPPED_TREES,
+                        help=f"trees of the gradient-boosted baseline (default {SHIPPED_TREES}, as shipped)")
     args = parser.parse_args()
+    for name in ("epochs", "trees"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name}={value} is invalid: --{name} accepts an integer >= 1")
     setup(args.seed)
-    world = load_world("default", args.seed)
+    world = load_world(args.scale, args.seed)
     dataset = features.build_dataset(world, seed=args.seed)
     test = dataset.part("test")
+    folder = artifacts_folder(args.scale, args.seed)
     tick = time.perf_counter()
-    rankers = {**models.final_baselines(dataset, args.seed, artifacts_folder(args.scale, args.seed)),
-               models.MultiTask.name: models.final_multitask(dataset, artifacts_folder("default", args.seed))}
+    rankers = {**baselines(dataset, args.seed, folder, args.trees),
+               models.MultiTask.name: network(dataset, folder, args.epochs)}
     train_seconds = time.perf_counter() - tick
 
     sessions = test["session_id"].to_numpy()
@@ -74,10 +116,10 @@ def main() -> int:
     seeded = {}
     for seed in args.seeds:
         config = models.MultiTaskConfig(seed=seed)
-        folder = artifacts_folder("default", args.seed)  # the shipped network's seed reuses its cache
-        folder = folder if config == models.MultiTaskConfig() else folder / "seeds" / f"seed{seed}"
-        network = models.final_multitask(dataset, folder, config=config)
-        seeded[seed] = evaluate(network.score(test), network.predict(test), test, sessions, true_engagement,
+        # The shipped network's seed reuses its cache.
+        where = folder if config == models.MultiTaskConfig() else folder / "seeds" / f"seed{seed}"
+        retrained = network(dataset, where, args.epochs, config=config)
+        seeded[seed] = evaluate(retrained.score(test), retrained.predict(test), test, sessions, true_engagement,
                                 logged_engagement)
     for row in [*report["models"].values(), *seeded.values()]:
         for reaction in REACTIONS:
@@ -90,6 +132,7 @@ def main() -> int:
     report["test_impressions"] = len(test)
     report["test_sessions"] = int(test["session_id"].nunique())
     report["seconds_to_train_or_load"] = train_seconds
+    report["scale"], report["epochs"], report["trees"] = args.scale, args.epochs, args.trees
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

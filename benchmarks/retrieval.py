@@ -1,11 +1,12 @@
 """How does the two-tower source's nearest-neighbour index scale? Build time, query latency and recall@K against
 exact search for faiss's exact, IVF and HNSW indexes (``newsfeed.serving.PostIndex``), on the default world's
-posts and on a million posts.
+posts (another world's with ``--scale``) and on a million posts.
 
     python benchmarks/retrieval.py                   # a table per size
     python benchmarks/retrieval.py --json            # {"k", "queries", "sizes": {"<posts>": {"exact": {...},
                                                      #   "ivf": {"<probe>": {...}}, "hnsw": {...}}}}
     python benchmarks/retrieval.py --posts 200000    # a smaller large size
+    python benchmarks/retrieval.py --scale small --posts 10000 --queries 20 --k 50   # a quick run (the test suite's)
 
 The large size is made by the trained post tower from posts drawn around the world's own: each takes a real
 post's topic, media type and author, and its text vector plus Gaussian noise (a fifth of the text vectors'
@@ -28,7 +29,7 @@ import pandas as pd
 
 from newsfeed import features, serving
 from newsfeed.notebook import setup
-from newsfeed.world import load_world
+from newsfeed.world import SCALES, load_world
 
 
 def query_costs(index: serving.PostIndex, queries: np.ndarray, k: int,
@@ -87,13 +88,15 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200, help="queries per index (default 200)")
     parser.add_argument("--k", type=int, default=500, help="neighbours per query (default 500)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", default="default", choices=list(SCALES),
+                        help="the world whose posts and people are indexed (default: default)")
     args = parser.parse_args()
     for name, low in (("posts", 10_000), ("queries", 1), ("k", 1)):
         if getattr(args, name) < low:
             parser.error(f"--{name}={getattr(args, name)} is invalid: --{name} accepts an integer >= {low}")
     rng = setup(args.seed)
     faiss.omp_set_num_threads(1)
-    world = load_world("default", args.seed)
+    world = load_world(args.scale, args.seed)
     dataset = features.build_dataset(world, seed=args.seed)
     model = serving.fit_retrieval(dataset, world.edges, world.n_people, world.n_accounts)
     before = dataset.posts.loc[dataset.posts["created_at"] < dataset.serve_at, "post_id"].to_numpy()
@@ -101,7 +104,7 @@ def main() -> int:
     queries = model.user_vectors(rng.choice(people, size=args.queries, replace=len(people) < args.queries))
     sizes = {"world": (before, model.post_vectors(before))}
     sizes["large"] = (np.arange(args.posts, dtype=np.int64), synthetic_posts(model, before, args.posts, rng))
-    result = {"k": args.k, "queries": args.queries, "threads": 1, "sizes": {}}
+    result = {"k": args.k, "queries": args.queries, "threads": 1, "scale": args.scale, "sizes": {}}
     for name, (ids, vectors) in sizes.items():
         row = measure(ids, vectors, queries, min(args.k, len(ids)), args.seed)
         result["sizes"][str(len(ids))] = row

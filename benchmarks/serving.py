@@ -6,6 +6,8 @@ quantization costs in quality on the test week, and the web service under load.
     python benchmarks/serving.py           # tables
     python benchmarks/serving.py --json    # one object: {"p50_ms", "p95_ms", "p99_ms", "candidates",
                                            #  "requests", "stages": {...}, "quantized": {...}, "load": {...}}
+    python benchmarks/serving.py --scale small --epochs 1 --min-candidates 300 --requests 10 --repeats 1 --no-load
+                                           # a quick run (the test suite's)
 
 Each configuration is timed ``--repeats`` times over the same requests and every percentile is the median over
 those runs ("worst_run_p99_ms" keeps the worst run's p99). Latencies are the server total unless under
@@ -20,6 +22,12 @@ to one CPU), on 127.0.0.1 only, held under ``--clients`` concurrent clients for 
 ``--load-requests`` requests, whichever comes first; requests per second, client-side latency percentiles and
 errors (any answer but 200, or no answer). It stops the service itself. "chapter1" sets the measured CPU time
 per request beside chapter 1's assumed ranking CPU time per request of a large network.
+
+For a quick run: ``--scale small`` (whose feeds gather fewer than 1,000 candidates, so also ``--min-candidates``),
+``--epochs`` (the network trained that many epochs instead of early stopping's count, cached apart, in a folder
+named like the shipped models' with ``-epochs<n>`` added, so it never stands in for the shipped one; the load
+test's service still serves the shipped network, as deployed), fewer ``--requests`` and ``--repeats``, and
+``--no-load`` or a short ``--load-seconds``.
 """
 
 from __future__ import annotations
@@ -151,6 +159,10 @@ def main() -> int:
                         help="most requests the load test sends (default 20,000)")
     parser.add_argument("--port", type=int, default=8765, help="the service's port on 127.0.0.1 (default 8765)")
     parser.add_argument("--no-load", action="store_true", help="skip the load test")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train the network this many epochs (default: as shipped, early stopping's count)")
+    parser.add_argument("--min-candidates", type=int, default=MIN_CANDIDATES,
+                        help=f"the headline requests gather at least this many candidates (default {MIN_CANDIDATES:,})")
     args = parser.parse_args()
     if args.cpu not in os.sched_getaffinity(0):
         parser.error(f"--cpu={args.cpu} is invalid: --cpu accepts one of {sorted(os.sched_getaffinity(0))}")
@@ -163,19 +175,29 @@ def main() -> int:
         parser.error(f"--requests={args.requests} is invalid: --requests accepts an integer >= 1")
     if args.repeats < 1:
         parser.error(f"--repeats={args.repeats} is invalid: --repeats accepts an integer >= 1")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs={args.epochs} is invalid: --epochs accepts an integer >= 1")
+    if args.min_candidates < 1:
+        parser.error(f"--min-candidates={args.min_candidates} is invalid: --min-candidates accepts an integer >= 1")
     rng = setup(args.seed)
     torch.set_num_threads(1)
     world = load_world(args.scale, args.seed)
     dataset = features.build_dataset(world, seed=args.seed)
-    network = models.final_multitask(dataset, artifacts_folder(args.scale, args.seed))
+    folder = artifacts_folder(args.scale, args.seed)
+    network = (models.final_multitask(dataset, folder) if args.epochs is None else  # as ranking.py --epochs
+               models.final_multitask(dataset, folder.with_name(f"{folder.name}-epochs{args.epochs}"),
+                                      epochs=args.epochs))
     retrieval = serving.fit_retrieval(dataset, world.edges, world.n_people, world.n_accounts)
     server = serving.build_server(network, dataset, world.edges, retrieval=retrieval)
     os.sched_setaffinity(0, {args.cpu})  # one core: the timings are a single core's
     warm = sorted(u for u in server.known_users if not server.is_cold(u))
-    # The target is for requests that gather at least MIN_CANDIDATES posts: time those users' feeds. Users with
+    # The target is for requests that gather at least --min-candidates posts: time those users' feeds. Users with
     # little recent engagement get fewer (no embedding candidates); their feeds are timed apart, for reference.
     sizes = {u: len(server.index.candidates(u)) for u in warm}
-    large = [u for u in warm if sizes[u] >= MIN_CANDIDATES]
+    large = [u for u in warm if sizes[u] >= args.min_candidates]
+    if not large:
+        parser.error(f"--min-candidates={args.min_candidates} is invalid for the {args.scale} world: no warm user's "
+                     f"feed gathers that many candidates (the most is {max(sizes.values(), default=0)})")
     users = rng.choice(large, size=args.requests, replace=len(large) < args.requests)
     everyone = rng.choice(warm, size=args.requests, replace=len(warm) < args.requests)
 
@@ -210,7 +232,8 @@ def main() -> int:
               "ranking_within": shipped["stages"]["ranking"]["p99_ms"] <= RANKING_P99_MS}
     summary = {**result["float32"], "budget": budget, "quantized": result["int8"],  # type: ignore[dict-item]
                "any_warm_user": result["float32, any warm user"], "cpu": args.cpu,
-               "light_keep": server.light_keep, "users_with_enough_candidates": f"{len(large)} of {len(warm)}"}
+               "light_keep": server.light_keep, "users_with_enough_candidates": f"{len(large)} of {len(warm)}",
+               "min_candidates": args.min_candidates, "scale": args.scale, "epochs": args.epochs}
     if not args.no_load:
         os.sched_setaffinity(0, os.sched_getaffinity(0) | set(range(os.cpu_count() or 1)))
         load = load_test(args, sorted(server.known_users))
@@ -221,7 +244,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
-        print(f"\n{len(large)} of {len(warm)} warm users get >= {MIN_CANDIDATES} candidates")
+        print(f"\n{len(large)} of {len(warm)} warm users get >= {args.min_candidates} candidates")
         print(f"budget (chapter 1): server p99 {budget['server_p99_ms']:.0f} ms, measured "
               f"{shipped['p99_ms']:.1f} ms; heavy ranking p99 {RANKING_P99_MS} ms, measured "
               f"{shipped['stages']['ranking']['p99_ms']:.1f} ms")

@@ -9,7 +9,8 @@ every column, which is enough for ranking metrics and ROC-AUC but not for calibr
 - ``baselines``: reverse-chronological, popularity, logistic regression and gradient-boosted trees;
 - ``multitask``: the multi-task network, its configuration and training loop;
 - ``shipped``: the rankers as the book ships them, trained on weeks 1–3 and cached in
-  ``data/<scale>-seed<seed>/models/`` (``newsfeed.world.artifacts_folder``), keyed by the code and the data.
+  ``data/models/<scale>-seed<seed>/`` (``newsfeed.world.artifacts_folder``; the default world's are committed),
+  keyed by the code and the data.
 """
 
 from newsfeed.models.baselines import (

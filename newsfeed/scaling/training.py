@@ -27,6 +27,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from newsfeed.models import MultiTask, MultiTaskConfig
+from newsfeed.models.multitask import TRAINING_DTYPE
 from newsfeed.validation import require_int
 
 
@@ -67,7 +68,7 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
             epoch_seconds.append(time.perf_counter() - start)
             losses.append(total / batches)
         # What one all-reduce of the gradients costs: the same bytes, sent alone, timed.
-        gradients = torch.zeros(sum(p.numel() for p in network.parameters()))
+        gradients = torch.zeros(sum(p.numel() for p in network.parameters()), dtype=TRAINING_DTYPE)
         dist.barrier()
         start = time.perf_counter()
         for _ in range(20):
@@ -75,8 +76,9 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
         all_reduce_seconds = (time.perf_counter() - start) / 20
         if rank == 0:
             torch.save({"state": network.state_dict(), "epoch_seconds": epoch_seconds, "losses": losses,
-                        "all_reduce_seconds": all_reduce_seconds, "gradient_bytes": gradients.numel() * 4,
-                        "steps_per_epoch": batches}, Path(folder) / "result.pt")
+                        "all_reduce_seconds": all_reduce_seconds,
+                        "gradient_bytes": gradients.numel() * gradients.element_size(), "steps_per_epoch": batches},
+                       Path(folder) / "result.pt")
     finally:
         dist.destroy_process_group()
 
@@ -97,7 +99,7 @@ def fit_data_parallel(train: pd.DataFrame, config: MultiTaskConfig, world_size: 
         result: dict[str, Any] = torch.load(Path(folder) / "result.pt", weights_only=False)
     model.network_, _ = model.new_network(inputs[0].shape[1])
     model.network_.load_state_dict(result.pop("state"))
-    model.network_.eval()
+    model.network_.float().eval()  # serve in float32, as MultiTask.fit leaves it
     model.learning_curve = [{"epoch": i + 1, "train_loss": loss} for i, loss in enumerate(result["losses"])]
     model.best_epoch = len(result["losses"])
     return model, result

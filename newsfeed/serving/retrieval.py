@@ -29,6 +29,7 @@ from torch import nn
 
 from newsfeed import vocabulary as vocab
 from newsfeed.metrics import engagement_score
+from newsfeed.models.multitask import TRAINING_DTYPE
 from newsfeed.validation import require, require_float, require_int
 
 #: The index kinds ``PostIndex`` builds.
@@ -154,13 +155,14 @@ class TwoTower:
         static = self._posts.iloc[rows][["topic", "media_type", "author_id"]].reset_index(drop=True)
         return pd.concat([frame, static], axis=1)
 
-    def _post_inputs(self, features: pd.DataFrame) -> tuple[torch.Tensor, ...]:
-        return (torch.from_numpy(features[self._text.columns].to_numpy(dtype=np.float32, copy=True)),
+    def _post_inputs(self, features: pd.DataFrame, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        return (torch.tensor(features[self._text.columns].to_numpy(dtype=float), dtype=dtype),
                 torch.as_tensor(_codes(features["topic"], vocab.TOPICS)),
                 torch.as_tensor(_codes(features["media_type"], vocab.MEDIA_TYPES)),
                 torch.from_numpy(features["author_id"].to_numpy(dtype=np.int64, copy=True)))
 
-    def _user_inputs(self, user_ids: np.ndarray, hide_id: np.ndarray) -> tuple[torch.Tensor, ...]:
+    def _user_inputs(self, user_ids: np.ndarray, hide_id: np.ndarray,
+                     dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
         ids = np.where(hide_id, self.network_.unknown_user, user_ids)
         lists = [self._connected[u] for u in user_ids.tolist()]
         lengths = np.array([len(a) for a in lists])
@@ -168,7 +170,7 @@ class TwoTower:
         offsets = np.r_[0, np.cumsum(lengths)[:-1]]
         return (torch.as_tensor(ids), torch.as_tensor(authors, dtype=torch.long),
                 torch.as_tensor(offsets, dtype=torch.long), torch.as_tensor(self._country[user_ids]),
-                torch.as_tensor(self._device[user_ids]), torch.as_tensor(self._age[user_ids], dtype=torch.float32))
+                torch.as_tensor(self._device[user_ids]), torch.as_tensor(self._age[user_ids], dtype=dtype))
 
     def fit(self, log: pd.DataFrame, users: pd.DataFrame, posts: pd.DataFrame, text: pd.DataFrame,
             edges: pd.DataFrame, now: str | pd.Timestamp, n_people: int, n_accounts: int) -> TwoTower:
@@ -183,13 +185,13 @@ class TwoTower:
                 f"at least batch_size={config.batch_size} engaged impressions before {now}")
         user_ids = positives["user_id"].to_numpy()
         post_ids = positives["post_id"].to_numpy()
-        post_inputs = self._post_inputs(self.post_features(post_ids))
+        post_inputs = self._post_inputs(self.post_features(post_ids), TRAINING_DTYPE)
         # The sampling probability of each post as an in-batch negative: its share of the positives.
         frequency = pd.Series(post_ids).map(pd.Series(post_ids).value_counts(normalize=True)).to_numpy()
-        log_q = torch.as_tensor(np.log(frequency), dtype=torch.float32)
+        log_q = torch.as_tensor(np.log(frequency), dtype=TRAINING_DTYPE)
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
-        self.network_ = TwoTowerNetwork(n_people, n_accounts, text.shape[1], config)
+        self.network_ = TwoTowerNetwork(n_people, n_accounts, text.shape[1], config).to(TRAINING_DTYPE)
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=config.learning_rate)
         self.network_.train()
         for _ in range(config.epochs):
@@ -198,7 +200,7 @@ class TwoTower:
             for lo in range(0, len(order) - config.batch_size + 1, config.batch_size):
                 batch = order[lo:lo + config.batch_size]
                 hide = rng.random(len(batch)) < config.id_dropout
-                u = self.network_.users(*self._user_inputs(user_ids[batch], hide))
+                u = self.network_.users(*self._user_inputs(user_ids[batch], hide, TRAINING_DTYPE))
                 p = self.network_.posts(*(tensor[batch] for tensor in post_inputs))
                 correction = log_q[batch] if config.popularity_correction else None
                 loss = in_batch_softmax_loss(u, p, post_ids[batch], correction, config.temperature)
@@ -207,7 +209,7 @@ class TwoTower:
                 optimizer.step()
                 total, batches = total + loss.item(), batches + 1
             self.losses_.append(total / batches)
-        self.network_.eval()
+        self.network_.float().eval()  # trained in float64 (see TRAINING_DTYPE), serves float32 vectors
         self.known_users_ = set(np.unique(user_ids).tolist())
         return self
 

@@ -83,9 +83,13 @@ def load_world(scale: str = "default", seed: int = 0, data_dir: str | Path | Non
 
 
 def artifacts_folder(scale: str = "default", seed: int = 0, data_dir: str | Path | None = None) -> Path:
-    """Where trained models for the world of ``scale`` and ``seed`` are cached (inside the world's folder, so a
-    regenerated world never meets models trained on an older one)."""
-    return world_folder(DATA_DIR if data_dir is None else data_dir, scale, seed) / "models"
+    """Where trained models for the world of ``scale`` and ``seed`` are cached: ``data/models/<scale>-seed<seed>/``.
+
+    The default world's are committed with the book, so a fresh clone loads the network and baselines chapter 4
+    trains instead of training them again before the tests (``make execute`` writes new ones after a change).
+    Each file's name is a hash of the code and the data that trained it (``newsfeed.models.shipped``), so a changed
+    world, feature or model trains anew rather than loading a stale model."""
+    return Path(DATA_DIR if data_dir is None else data_dir) / "models" / f"{scale}-seed{seed}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
