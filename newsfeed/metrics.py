@@ -155,6 +155,13 @@ def top_share(values: np.ndarray, top_fraction: float = 0.01) -> float:
     return float(values[:count].sum() / values.sum()) if values.sum() > 0 else 0.0
 
 
+def calibration(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean predicted probability over observed rate: 1 is calibrated, below 1 under-predicts (NaN without a
+    positive label, where the rate to compare with is 0)."""
+    observed = float(np.mean(labels))
+    return float(np.mean(probabilities)) / observed if observed else float("nan")
+
+
 def reaction_report(labels: pd.DataFrame, probabilities: pd.DataFrame,
                     reactions: tuple[str, ...] = REACTIONS) -> pd.DataFrame:
     """Per reaction: ROC-AUC, PR-AUC (average precision), log loss, and calibration (mean predicted over
@@ -174,15 +181,16 @@ def reaction_report(labels: pd.DataFrame, probabilities: pd.DataFrame,
                 "observed rate)")
         p = np.clip(probabilities[f"p_{reaction}"].to_numpy(dtype=float), 1e-7, 1 - 1e-7)
         rows[reaction] = {"ROC-AUC": roc_auc_score(y, p), "PR-AUC": average_precision_score(y, p),
-                          "log loss": log_loss(y, p, labels=[0, 1]), "calibration": p.mean() / y.mean()}
+                          "log loss": log_loss(y, p, labels=[0, 1]), "calibration": calibration(y, p)}
     return pd.DataFrame(rows).T
 
 
 def true_engagement(world: World, rows: pd.DataFrame) -> np.ndarray:
-    """The true expected weighted engagement of each row (``user_id``, ``post_id``, ``timestamp``, ``device``)
-    had its post been shown at the top of the feed: the relevance the book's ranking metrics use, free of the
-    logging policy's position bias. Only a simulator can answer."""
-    probabilities = world.probabilities(rows["user_id"], rows["post_id"], 1, rows["timestamp"], rows["device"])
+    """The true expected weighted engagement of each row (``user_id``, ``post_id``, ``timestamp``, and
+    ``device``, without which each user's own) had its post been shown at the top of the feed: the relevance the
+    book's ranking metrics use, free of the logging policy's position bias. Only a simulator can answer."""
+    device = rows["device"] if "device" in rows else None
+    probabilities = world.probabilities(rows["user_id"], rows["post_id"], 1, rows["timestamp"], device)
     return engagement_score(probabilities, prefix="p_").to_numpy()
 
 

@@ -24,8 +24,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from newsfeed.metrics import share_of_lift
-from newsfeed.validation import require_float
+from newsfeed.metrics import calibration, share_of_lift
+from newsfeed.validation import require, require_float
 
 #: PSI rule of thumb: below 0.1 no meaningful shift, 0.1–0.25 a moderate shift to watch, above 0.25 act.
 PSI_WARN = 0.1
@@ -139,8 +139,12 @@ def status(value: float | Sequence[float] | pd.Series, warn: float = PSI_WARN,
         raise ValueError(f"alert={alert!r} is invalid: alert accepts a number >= warn ({warn!r})")
     if np.ndim(value) == 0:
         number = float(value)  # type: ignore[arg-type]
+        # A score that could not be computed is not a healthy one: refused rather than read as "ok".
+        require("value", value, not np.isnan(number), "a number (a drift score that could be computed)")
         return "alert" if number > alert else "warn" if number > warn else "ok"
     series = pd.Series(value, dtype=float)
+    require("value", series[series.isna()].index.tolist()[:5], not series.isna().any(),
+            "numbers (drift scores that could be computed); these labels hold NaN")
     return pd.Series(np.select([series > alert, series > warn], ["alert", "warn"], "ok"), index=series.index,
                      name="status")
 
@@ -214,7 +218,7 @@ def daily_quality(labels: pd.DataFrame, predictions: pd.DataFrame, days: pd.Seri
             p = predictions[f"p_{reaction}"].to_numpy(dtype=float)[mask]
             has_both = 0 < y.sum() < len(y)
             row[f"auc_{reaction}"] = roc_auc_score(y, p) if has_both else np.nan
-            row[f"calibration_{reaction}"] = p.mean() / y.mean() if y.sum() else np.nan
+            row[f"calibration_{reaction}"] = calibration(y, p)
             if oracle is not None:
                 best = roc_auc_score(y, oracle[f"p_{reaction}"].to_numpy(dtype=float)[mask]) if has_both else np.nan
                 row[f"oracle_auc_{reaction}"] = best

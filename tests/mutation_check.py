@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: (what the bug is, file, original text, mutated text, the tests that must fail)
 MUTATIONS: list[tuple[str, str, str, str, str]] = [
-    ("calibration inverted", "newsfeed/metrics.py", '"calibration": p.mean() / y.mean()',
-     '"calibration": y.mean() / p.mean()', "tests/test_metrics.py"),
+    ("calibration inverted (the offline report and the daily monitoring share it)", "newsfeed/metrics.py",
+     "return float(np.mean(probabilities)) / observed", "return observed / float(np.mean(probabilities))",
+     "tests/test_metrics.py tests/test_monitoring.py::test_daily_tables"),
     ("serving view at position 5 (the ranking policy and Ranker.score both use it)",
      "newsfeed/models/ranker.py", "return table.assign(position=1)",
      "return table.assign(position=5)",
@@ -26,6 +27,30 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
      "tests/test_serving.py::test_rerank_freshness_halves_a_score_every_half_life"),
     ("weekday offset", "newsfeed/features/table.py", "_WEEKDAYS[(day + 3) % 7]", "_WEEKDAYS[(day + 4) % 7]",
      "tests/test_features.py::test_time_features_read_the_clock_of_the_request"),
+    # Found by the reliability review of 2026-12-03 (each survived every unit test then).
+    ("candidate index approximate by default", "newsfeed/serving/candidates.py", 'ann: str = "exact"',
+     'ann: str = "ivf"', "tests/test_serving.py::test_the_candidate_index_is_exact_unless_asked"),
+    ("feature store keeps events at its snapshot instant", "newsfeed/serving/store.py",
+     'before = table[table["timestamp"] < snapshot]', 'before = table[table["timestamp"] <= snapshot]',
+     "tests/test_serving.py::test_store_leaves_out_events_at_its_snapshot_instant"),
+    ("capacity: utilization multiplies", "newsfeed/scaling/capacity.py", "/ 1000 / costs.utilization",
+     "/ 1000 * costs.utilization", "tests/test_scaling.py::test_capacity_cores_follow_their_formulas"),
+    ("capacity: training hours in minutes", "newsfeed/scaling/capacity.py", "costs.training_hours * 3600",
+     "costs.training_hours * 60", "tests/test_scaling.py::test_capacity_cores_follow_their_formulas"),
+    ("PSI bins closed on the left", "newsfeed/monitoring.py", 'np.searchsorted(inner, present, side="left")',
+     'np.searchsorted(inner, present, side="right")',
+     "tests/test_monitoring.py::test_psi_bins_of_a_discrete_feature_are_closed_on_the_right"),
+    ("autograder tolerance 1000 times looser", "newsfeed/teaching.py", 'rtol=spec["rtol"], atol',
+     'rtol=spec["rtol"] * 1000, atol',
+     "tests/test_teaching.py::test_answers_leave_the_kernel_as_data_and_compare_within_tolerance"),
+    ("affinity forgets in a day, not a week", "newsfeed/features/aggregates.py", "AFFINITY_DECAY_HOURS = 168.0",
+     "AFFINITY_DECAY_HOURS = 24.0", "tests/test_features.py::test_affinity_forgets_by_a_factor_e_a_week"),
+    ("an edge made at the request instant is known to it", "newsfeed/features/table.py",
+     "known = pd.notna(created) & (created < when)", "known = pd.notna(created) & (created <= when)",
+     "tests/test_features.py::test_author_followers_count_only_earlier_edges"),
+    ("logQ correction added instead of subtracted", "newsfeed/serving/retrieval.py",
+     "logits = logits - log_q[None, :]", "logits = logits + log_q[None, :]",
+     "tests/test_serving.py::test_in_batch_loss_corrects_for_popularity_and_skips_repeats"),
 ]
 
 

@@ -57,6 +57,14 @@ def test_changing_a_label_never_changes_that_rows_features() -> None:
     pd.testing.assert_series_equal(before.loc[2], after.loc[2])
 
 
+def test_affinity_forgets_by_a_factor_e_a_week() -> None:
+    log, posts = tiny_log()
+    later = pd.DataFrame({"user_id": 1, "post_id": 1,
+                          "timestamp": [T0 + pd.Timedelta(hours=2), T0 + pd.Timedelta(hours=2 + 168)]})
+    decayed = features.LogAggregates(log.head(1), posts).aggregates(later)["user_author_engagement_decayed"]
+    assert decayed.iloc[0] > 0 and decayed.iloc[1] / decayed.iloc[0] == pytest.approx(np.exp(-1))
+
+
 def test_events_at_the_same_instant_are_not_the_past() -> None:
     log, posts = tiny_log()
     same_time = log.assign(timestamp=T0 + pd.Timedelta(hours=1))
@@ -219,6 +227,10 @@ def test_author_followers_count_only_earlier_edges() -> None:
     table = features.feature_table(requests, users, edges, features.LogAggregates(log, posts))
     assert table["author_followers"].tolist() == [1, 1, 2, 2]
     assert table["is_follow"].tolist() == [1, 0, 1, 1]  # user 2 followed at 2:30, after its 2:00 impression
+    # An edge made at the very instant of a request is not yet known to it (the request came first).
+    at_once = edges.assign(created_at=[T0, T0 + pd.Timedelta(hours=2)])
+    same = features.feature_table(requests, users, at_once, features.LogAggregates(log, posts))
+    assert same["is_follow"].tolist() == [1, 0, 1, 1] and same["author_followers"].tolist() == [1, 1, 2, 2]
     aggregates = features.LogAggregates(log, posts)
     with pytest.raises(ValueError, match="followers='1 values' is invalid: followers accepts one count per request"):
         features.feature_table(requests, users, edges, aggregates, followers=np.ones(1))

@@ -94,6 +94,18 @@ def test_bad_network_config_is_refused_with_its_range(overrides: dict, accepts: 
         models.MultiTask(models.MultiTaskConfig(**overrides))
 
 
+def test_a_network_refuses_missing_labels_and_empty_tables(dataset: features.Dataset) -> None:
+    """One NaN label among thousands made every weight NaN, silently: refused, naming the column."""
+    train, valid = dataset.part("train"), dataset.part("valid")
+    holes = train.assign(click=train["click"].astype(float).mask(train.index % 100 == 0))
+    with pytest.raises(ValueError, match="'click'.* have some"):
+        tiny_network().fit(holes)
+    with pytest.raises(ValueError, match="1 row or more"):
+        tiny_network().fit(train, valid.iloc[:0])
+    with pytest.raises(ValueError, match="table is missing columns \\['user_posts'\\]"):
+        tiny_network().fit(train).predict(valid.drop(columns="user_posts"))
+
+
 @pytest.mark.parametrize("ranker", [models.Popularity(), models.logistic_regression(), tiny_network()],
                          ids=lambda r: r.name)
 def test_predicting_before_fit_says_so(dataset: features.Dataset, ranker: models.Ranker) -> None:

@@ -69,6 +69,18 @@ def test_status_thresholds() -> None:
     assert monitoring.status(0.15) == "warn"
     assert monitoring.status(0.3) == "alert"
     assert monitoring.status(pd.Series([0.0, 0.2, 0.5])).tolist() == ["ok", "warn", "alert"]
+    with pytest.raises(ValueError, match="value=nan is invalid"):  # not computed is not healthy
+        monitoring.status(np.nan)
+    with pytest.raises(ValueError, match="value=\\[1\\] is invalid"):
+        monitoring.status(pd.Series([0.0, np.nan]))
+
+
+def test_psi_bins_of_a_discrete_feature_are_closed_on_the_right() -> None:
+    """Many features are counts (hashtags, posts), whose values sit on the bin edges: each edge's value belongs
+    to the bin that ends there, ``(lo, hi]``."""
+    counts = [0] * 50 + [1] * 30 + [2] * 20
+    shares = monitoring.bin_shares(counts, counts, bins=4)["reference"]  # edges at the quantiles 0, 0.5, 1
+    assert shares.to_dict() == {"(-inf, 0]": 0.5, "(0, 0.5]": 0.0, "(0.5, 1]": 0.3, "(1, inf]": 0.2}
 
 
 def test_drift_report_flags_the_drifting_features(rng: np.random.Generator) -> None:
@@ -90,6 +102,9 @@ def test_daily_tables() -> None:
     quality = monitoring.daily_quality(labels, predictions, days, reactions=("like",), oracle=predictions)
     assert quality.loc[0, "auc_like"] == 1.0 and quality.loc[1, "auc_like"] == 0.0
     assert quality.loc[0, "calibration_like"] == pytest.approx(1.0)
+    # Mean predicted over observed: 0.25 predicted where half the rows are liked reads 0.5 (under-predicting).
+    low = monitoring.daily_quality(labels, predictions.assign(p_like=0.25), days, reactions=("like",))
+    assert low["calibration_like"].tolist() == pytest.approx([0.5, 0.5])
     assert quality.loc[0, "lift_share_like"] == pytest.approx(1.0)
     current = pd.DataFrame({"user_id": [1, 2, 3, 9, 1, 1, 9, 9], "session_id": [1, 1, 2, 3, 4, 4, 5, 5],
                             "device": ["ios", "ios", "web", "web", "tablet", "ios", "ios", "tablet"]})

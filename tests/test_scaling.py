@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from newsfeed import features, models, scaling
-from newsfeed.estimates import Assumptions
+from newsfeed.estimates import Assumptions, estimate
 from newsfeed.world import World, WorldConfig, simulate
 
 
@@ -95,3 +95,25 @@ def test_capacity_scales_with_traffic_and_names_bad_costs() -> None:
     assert 1.0 < table.loc[("request_ms", "x2"), "serving cores"] < 2.0
     with pytest.raises(ValueError, match="utilization=1.5 is invalid"):
         scaling.UnitCosts(1.0, 1.0, 1.0, 1.0, 1.0, utilization=1.5)
+    with pytest.raises(ValueError, match="heavy_candidates=-300 is invalid"):
+        scaling.UnitCosts(1.0, 1.0, 1.0, 1.0, 1.0, heavy_candidates=-300)
+    with pytest.raises(ValueError, match="names=\\['request_msec'\\] is invalid"):
+        scaling.sensitivity(Assumptions(), costs, ["request_msec"])
+    with pytest.raises(ValueError, match="factor=0 is invalid"):
+        scaling.sensitivity(Assumptions(), costs, ["request_ms"], factor=0)
+
+
+def test_capacity_cores_follow_their_formulas() -> None:
+    """Absolute fleet sizes, worked by hand: serving cores are peak requests/s x CPU-seconds per request /
+    utilization; training cores are a day's impressions / (rows per core-second x the hours allowed x 3,600)."""
+    costs = scaling.UnitCosts(request_ms=20.0, candidate_ms=0.01, light_candidate_ms=1e-5,
+                              store_bytes_per_row=30.0, train_rows_per_core_second=2e4, utilization=0.5,
+                              training_hours=4.0)
+    assumptions = Assumptions()
+    traffic = estimate(assumptions)
+    fleet = scaling.fleet(assumptions, costs)
+    request_seconds = (20 + 1e-5 * 1500 + 0.01 * 300) / 1000
+    assert fleet["serving cores"] == pytest.approx(traffic.peak_requests_per_second * request_seconds / 0.5)
+    assert fleet["training cores"] == pytest.approx(traffic.impressions_per_day / (2e4 * 4.0 * 3600))
+    assert fleet["feature store bytes"] == pytest.approx(
+        assumptions.daily_active_users * assumptions.connections_per_user * 30.0)

@@ -53,6 +53,22 @@ def test_store_aggregates_equal_history(setting: tuple) -> None:
     pd.testing.assert_frame_equal(server.store.aggregates(requests), expected, check_exact=True)
 
 
+def test_store_leaves_out_events_at_its_snapshot_instant(setting: tuple) -> None:
+    """Materialized from the whole log, the store keeps only what happened strictly before its snapshot: an
+    event stamped at the snapshot instant is not yet history, as in the as-of join."""
+    world, dataset, _ = setting
+    snapshot = dataset.log["timestamp"].iloc[len(dataset.log) // 2]  # an instant at which an event happened
+    store = serving.FeatureStore.materialize(dataset.aggregates(dataset.log), world.edges, snapshot)
+    requests = dataset.log[dataset.log["timestamp"] == snapshot][["user_id", "post_id", "timestamp"]]
+    expected = dataset.aggregates(dataset.log[dataset.log["timestamp"] < snapshot]).aggregates(requests)
+    pd.testing.assert_frame_equal(store.aggregates(requests), expected, check_exact=True)
+
+
+def test_the_candidate_index_is_exact_unless_asked() -> None:
+    """Chapter 6 serves exact nearest neighbours and measures the approximate indexes against them."""
+    assert serving.CandidateConfig().ann == "exact"
+
+
 def test_store_refuses_requests_before_its_snapshot(setting: tuple) -> None:
     _, dataset, server = setting
     early = dataset.part("train").head(3)[["user_id", "post_id", "timestamp"]]
@@ -108,7 +124,9 @@ def test_in_batch_loss_corrects_for_popularity_and_skips_repeats() -> None:
     before = torch.softmax(logits, dim=1)[1:, 0]
     after = torch.softmax(logits - popular[None, :], dim=1)[1:, 0]
     assert (after < before).all()
-    assert not torch.isclose(serving.in_batch_softmax_loss(users, posts, ids, popular, 0.1), plain)
+    # The correction subtracts log_q (Yi et al.): pinned against the loss worked out by hand, sign included.
+    by_hand = torch.nn.functional.cross_entropy(logits - popular[None, :], torch.arange(6))
+    assert torch.isclose(serving.in_batch_softmax_loss(users, posts, ids, popular, 0.1), by_hand)
     # The same post in rows 0 and 1 is each row's positive, never the other's negative.
     twice = np.array([10, 10, 12, 13, 14, 15])
     posts_twice = torch.cat([posts[:1], posts[:1], posts[2:]])
@@ -202,20 +220,55 @@ def test_rerank_filters_hides_and_diversifies() -> None:
     diverse = serving.rerank(scored, 3, serving.RerankConfig(max_p_hide=0.5, author_penalty=1.0))
     assert diverse["author_id"].is_unique and 4 not in diverse["post_id"].tolist()
     with pytest.raises(ValueError, match="author_penalty"):
-        serving.rerank(scored, 3, serving.RerankConfig(author_penalty=2.0))
+        serving.RerankConfig(author_penalty=2.0)  # refused when made, not on every request
+    with pytest.raises(ValueError, match="scored.score"):  # argmax would put a NaN first
+        serving.rerank(scored.assign(score=[9.0, np.nan, 7.0, 3.0, 2.0, 1.0]), 3)
 
 
 def test_feed_is_ranked_and_sized(setting: tuple) -> None:
     _, _, server = setting
     user = warm_user(server)
-    feed = server.feed(user, 5)
-    assert 0 < len(feed) <= 5 and feed["post_id"].is_unique
-    assert set(server.timings) == {"candidate generation", "light ranking", "features", "ranking", "re-ranking",
+    served = server.serve(user, 5)
+    assert 0 < len(served.posts) <= 5 and served.posts["post_id"].is_unique
+    assert set(served.timings) == {"candidate generation", "light ranking", "features", "ranking", "re-ranking",
                                    "server total"}
+    assert served.candidates == len(server.candidates(user))
+
+
+def test_concurrent_requests_keep_their_own_timings_and_counts(setting: tuple) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, server = setting
+    users = sorted(server.known_users)[:60]
+    expected = {user: len(server.candidates(user)) for user in users}
+    with ThreadPoolExecutor(8) as pool:
+        served = list(pool.map(lambda user: (user, server.serve(user, 5)), users * 2))
+    assert all(answer.candidates == expected[user] for user, answer in served)
+    assert all(answer.timings["server total"] == pytest.approx(sum(v for k, v in answer.timings.items()
+                                                                   if k != "server total")) for _, answer in served)
+
+
+def test_a_user_with_no_candidates_gets_an_empty_feed(setting: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, _, server = setting
+    user = warm_user(server)
+    monkeypatch.setattr(server, "candidates", lambda _: pd.DataFrame({"post_id": [], "source": []}))
+    code, body = serving.handle(server, str(user), "10")
+    assert code == 200 and body["posts"] == []
+
+
+def test_a_network_refuses_missing_features_rather_than_predicting_nan(setting: tuple) -> None:
+    _, dataset, server = setting
+    rows = dataset.part("test").head(20).copy()
+    rows.loc[rows.index[:2], "age"] = np.nan  # an unknown user's profile
+    rows.loc[rows.index[:2], "account_age_days"] = np.nan
+    with pytest.raises(ValueError, match="account_age_days"):
+        server.ranker.predict(rows)
+    assert len(server.ranker.predict(rows.iloc[:0])) == 0  # no rows, no predictions (and no error)
 
 
 @pytest.mark.parametrize(("user_id", "limit", "status"), [
-    ("abc", "10", 422), ("1.5", "10", 422), ("999999", "10", 404), ("-1", "10", 404),
+    ("abc", "10", 422), ("1.5", "10", 422), ("999999", "10", 404), ("-1", "10", 404), ("\u0663", "10", 422),
+    ("1_0", "10", 422), (" 1", "10", 422), ("9" * 5000, "10", 422), ("USER", " 10 ", 422), ("USER", "1_0", 422),
     ("USER", "0", 422), ("USER", "-3", 422), ("USER", "1000", 422), ("USER", "ten", 422)])
 def test_handle_refuses_bad_input_with_4xx(setting: tuple, user_id: str, limit: str, status: int) -> None:
     _, _, server = setting

@@ -1,16 +1,19 @@
-"""The instructor edition: every coding exercise is autograded, the student edition holds no solution, and the
-autograder gives the reference solutions full marks, a blank submission none, and a plausible wrong answer
-none of the points it gets wrong."""
+"""The instructor edition: every coding exercise is autograded, the student edition holds no solution, the
+autograder gives the reference solutions full marks, a blank submission none, a plausible wrong answer none of
+the points it gets wrong, and a submission that attacks it nothing (and no change to the teacher's files)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 
 from newsfeed import teaching
@@ -82,43 +85,124 @@ def test_the_student_site_builds_without_solutions(student: Path) -> None:
     assert not [page.name for page in pages if 'class="solution' in page.read_text()]
 
 
-# Submissions graded here, by chapter: chapter 1 gets all three (the reference solutions, a blank submission and
-# a plausible wrong answer, with the exercise it must lose), chapter 0 a sabotage. Two short
-# chapters keep the round trip under a minute.
-WRONG = {
-    "ex-00-position": "top = world.impressions.query('position <= 20')\n"
-                      "relative_rates = top.groupby('position')[['click', 'like']].mean()  # not divided",
-    "ex-01-cores": "heavier = ASSUMPTIONS  # forgot that the ranker is five times heavier\n"
-                   "max_candidates = 100_000 * heavier.flops_per_core_second / (\n"
-                   "    estimate(heavier).peak_requests_per_second * heavier.flops_per_candidate)",
+# Chapter 1's reference solutions are graded on the chapter itself; the attacks and the broken submissions on a
+# one-exercise chapter written for the purpose, whose kernels start in a second rather than load a world.
+TINY = "tiny.ipynb"
+TINY_SOLUTION = "spread = spread_of(rng.normal(size=1000))"
+# Submissions that try to earn the point without the answer. Each scored full marks when the reference and the
+# score ran in the student's kernel, in the teacher's folder.
+ATTACKS = {
+    "replaces the score": "import newsfeed.teaching as t\n"
+                          "t.score = lambda *args, **kwargs: {'points': 100, 'max': 1, 'problems': {}}\n"
+                          "spread = None",
+    "redefines what the reference calls": "def spread_of(values):\n    return 42.0\n\n\nspread = 42.0",
+    "runs the teacher's solution": "import nbformat\n"
+                                   f"for name in ['{TINY}', '../teacher/{TINY}']:\n"
+                                   "    try:\n"
+                                   "        teacher = nbformat.read(name, as_version=4)\n"
+                                   "    except FileNotFoundError:\n"
+                                   "        continue\n"
+                                   "    for cell in teacher.cells:\n"
+                                   "        if 'grading' in cell.metadata:\n"
+                                   "            exec(cell.source)",
+    "writes into the package and deletes the chapter": "import pathlib\nimport newsfeed\n"
+                                   "pathlib.Path(newsfeed.__file__).with_name('planted.py').write_text('x = 1')\n"
+                                   f"for name in ['{TINY}', '../teacher/{TINY}']:\n"
+                                   "    pathlib.Path(name).unlink(missing_ok=True)\n"
+                                   "spread = None",
 }
-# A submission that breaks what the reference reads must not be compared with itself: it scores zero.
-SABOTAGE = {"ex-00-position": "relative_rates = 1.0\nworld = None  # the reference reads world: it cannot run"}
-ROUND_TRIPS = {"00_framework.ipynb": ("sabotage",),
-               "01_requirements.ipynb": ("reference", "blank", "wrong")}
 
 
-@pytest.mark.parametrize("name", sorted(ROUND_TRIPS))
-def test_the_autograder_round_trip(student: Path, tmp_path: Path, name: str) -> None:
-    teacher = _teacher(name)
-    exercises = teaching.graded_exercises(teacher)
+def _write(notebook: nbformat.NotebookNode, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> tuple[Path, nbformat.NotebookNode]:
+    """A one-exercise teacher's chapter in its own folder, and its student notebook."""
+    setup = nbformat.v4.new_code_cell("import numpy as np\n\nSEED = 0  # seeds every random draw\n"
+                                      "rng = np.random.default_rng(SEED)")
+    helper = nbformat.v4.new_code_cell("def spread_of(values):\n    return float(np.std(values))")
+    solution = nbformat.v4.new_code_cell(TINY_SOLUTION)
+    solution.metadata["grading"] = {"points": 1, "answers": {"spread": {"describe": "a spread", "rtol": 1e-6}}}
+    teacher = nbformat.v4.new_notebook(cells=[
+        setup, helper, nbformat.v4.new_markdown_cell(":::{exercise}\n:label: ex-tiny\nMeasure.\n:::\n\n"
+                                                     "```{solution-start} ex-tiny\n```"),
+        solution, nbformat.v4.new_markdown_cell("```{solution-end}\n```")])
+    return _write(teacher, tmp_path / "teacher" / TINY), teaching.student_notebook(teacher)
+
+
+def test_the_autograder_round_trip(student: Path, tmp_path: Path) -> None:
+    name = "01_requirements.ipynb"
+    exercises = teaching.graded_exercises(_teacher(name))
     full = sum(e["points"] for e in exercises.values())
     blank = nbformat.read(student / "chapters" / name, as_version=4)
     reference = teaching.with_answers(blank, {label: "\n\n".join(e["code"]) for label, e in exercises.items()})
-    wrong = teaching.with_answers(reference, {k: v for k, v in WRONG.items() if k in exercises})
-    sabotage = teaching.with_answers(reference, {k: v for k, v in SABOTAGE.items() if k in exercises})
-    submissions = {"reference": reference, "blank": blank, "wrong": wrong, "sabotage": sabotage}
-    for kind in ROUND_TRIPS[name]:
-        path = tmp_path / kind / name
-        path.parent.mkdir()
-        nbformat.write(submissions[kind], path)
-        scores = teaching.grade(path, ROOT / "chapters" / name)
-        assert scores["max"] == full, scores
-        if kind == "reference":
-            assert scores["points"] == full, scores
-        elif kind in ("blank", "sabotage"):
-            assert scores["points"] == 0, scores
-        else:
-            lost = [label for label in WRONG if label in exercises]
-            assert all(scores["exercises"][label]["points"] == 0 for label in lost), scores
-            assert scores["points"] == full - sum(exercises[label]["points"] for label in lost), scores
+    # The wrong answer is graded on the instructors' page (its exercise ex-guide-grade), a notebook test too.
+    scores = teaching.grade(_write(reference, tmp_path / "reference" / name))
+    assert scores["points"] == scores["max"] == full and scores["seed"] == 0 and "error" not in scores, scores
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in folder.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+
+
+def test_attacks_on_the_autograder_score_nothing_and_change_nothing(tiny: tuple, tmp_path: Path) -> None:
+    teacher, blank = tiny
+    honest = teaching.with_answers(blank, {"ex-tiny": TINY_SOLUTION})
+    paths = [_write(teaching.with_answers(honest, {"ex-tiny": code}), tmp_path / str(i) / TINY)
+             for i, code in enumerate(ATTACKS.values())]
+    folders = [ROOT / "newsfeed", ROOT / "chapters", teacher.parent]
+    before = {folder: _tree(folder) for folder in folders}
+    scores = list(teaching.grade_batch([*paths, _write(honest, tmp_path / "honest" / TINY),
+                                        _write(blank, tmp_path / "blank" / TINY)], teacher))
+    assert {folder: _tree(folder) for folder in folders} == before
+    for attack, line in zip(ATTACKS, scores, strict=False):
+        assert line["points"] == 0 and line["max"] == 1, (attack, line)
+    assert scores[-2]["points"] == 1, scores[-2]  # the same batch still grades an honest answer
+    assert scores[-1]["exercises"]["ex-tiny"]["problems"] == {"spread": "not set (still None)"}
+
+
+def test_a_broken_submission_is_reported_and_the_batch_goes_on(tiny: tuple, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    teacher, blank = tiny
+    slow = teaching.with_answers(blank, {"ex-tiny": "import time\ntime.sleep(60)"})
+    not_a_notebook = tmp_path / "text" / TINY
+    not_a_notebook.parent.mkdir()
+    not_a_notebook.write_text("my answer is 42")
+    paths = [tmp_path / "missing" / TINY, not_a_notebook, _write(slow, tmp_path / "slow" / TINY)]
+    teaching.main(["grade", *map(str, paths), "--teacher", str(teacher), "--cell-timeout", "5"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(line["submission"]).parent.name for line in lines] == ["missing", "text", "slow"]
+    assert all(line["points"] == 0 and line["max"] == 1 for line in lines), lines
+    assert "not a readable notebook" in lines[0]["error"] and "not a readable notebook" in lines[1]["error"]
+    assert "time limit" in lines[2]["error"], lines[2]
+
+
+def test_answers_leave_the_kernel_as_data_and_compare_within_tolerance() -> None:
+    table = pd.DataFrame({"click": [1.0, 0.5, np.nan], "like": [1, 2, 3]}, index=[1, 2, 3])
+    data = json.loads(json.dumps(teaching.answer_data(table)))
+    assert teaching.compare(teaching.answer_table(data), teaching.answer_table(data), {"rtol": 1e-6}) is None
+    nudged = teaching.answer_data(table * (1 + 1e-4))
+    assert "differ by more than the tolerance" in teaching.compare(
+        teaching.answer_table(nudged), teaching.answer_table(data), {"rtol": 1e-6})
+    assert teaching.compare(teaching.answer_table(nudged), teaching.answer_table(data), {"rtol": 1e-2}) is None
+    assert teaching.answer_table(teaching.answer_data(None)) == "not set (still None)"
+    assert "got str" in teaching.answer_table(teaching.answer_data("0.5"))
+    assert "could not be read" in teaching.answer_table({"values": 1})
+
+
+def test_parameters_reach_the_reference_as_literals_only() -> None:
+    """The student's SEED reaches the reference kernel as a literal written into the teacher's setup cell:
+    whatever the student's kernel printed, it can only set a value, never run code there."""
+    teacher = _teacher("00_framework.ipynb")
+    index, names = teaching.setup_parameters(teacher)
+    assert {"SEED", "SCALE"} <= set(names)
+    hostile = {"SEED": 7, "SCALE": "default\nimport os", "INTERVIEW_MINUTES": float("nan")}
+    setup = teaching.reference_notebook(teacher, hostile).cells[index].source
+    assert "SEED = 7" in setup and "SCALE = 'default\\nimport os'" in setup
+    assert "INTERVIEW_MINUTES = 45" in setup  # not a finite number: the teacher's value stays
+    ast.parse(setup)

@@ -252,6 +252,15 @@ def test_save_load_round_trip_and_cache(tmp_path: Path, small: World) -> None:
     (tmp_path / "small-seed0" / "fingerprint.json").write_text('{"simulator": "stale"}')
     assert content_hash(storage.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
     assert storage._is_current(tmp_path / "small-seed0")
+    # A table deleted or cut short: the world is generated again (with a warning naming the folder).
+    (tmp_path / "small-seed0" / "impressions.parquet").unlink()
+    (tmp_path / "small-seed0" / "posts.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.warns(UserWarning, match="small-seed0 could not be read"):
+        regenerated = storage.load_world("small", seed=0, data_dir=tmp_path)
+    assert content_hash(regenerated) == content_hash(cached)
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]  # nothing left aside
+    with pytest.raises(ValueError, match="seed='0' is invalid"):  # refused whether or not a cache exists
+        storage.load_world("small", seed="0", data_dir=tmp_path)
 
 
 def test_command_line_writes_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -167,13 +167,12 @@ class LogAggregates:
     def _totals_by_key(self) -> list[pd.DataFrame]:
         """Each table's final running sums per key: the answer for any request after the last event."""
         if self._totals is None:
-            self._totals = [table.groupby(keys).last().drop(columns="timestamp") for keys, table, _ in self.tables]
+            self._totals = [totals_by_key(table, keys) for keys, table, _ in self.tables]
         return self._totals
 
     def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
         """History features for (user_id, post_id, timestamp) requests, in their row order."""
-        require_columns("requests", requests, ["user_id", "post_id", "timestamp"])
-        req = requests[["user_id", "post_id", "timestamp"]].join(self.post_info, on="post_id")
+        req = with_post_info(requests, self.post_info)
         first_request = req["timestamp"].min() if len(req) else pd.Timestamp.min
         parts = []
         for (keys, table, prefix), totals, last in zip(self.tables, self._totals_by_key(), self.last_events,
@@ -186,6 +185,24 @@ class LogAggregates:
             else:
                 parts.append(as_of_join(req, table, keys, prefix))
         return decay_affinity(pd.concat(parts, axis=1), req["timestamp"], self.origin, self.decay_hours)
+
+
+def totals_by_key(sums: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Each key's last running sums in ``sums`` (a ``running_sums`` table, or the rows of it before a
+    snapshot): its totals over every event, indexed by the key."""
+    return sums.groupby(keys, sort=True).last().drop(columns="timestamp")
+
+
+def with_post_info(requests: pd.DataFrame, post_info: pd.DataFrame) -> pd.DataFrame:
+    """(user_id, post_id, timestamp) requests with their post's author, topic and media type (``post_info``,
+    indexed by post): every engine of the aggregates starts from this."""
+    require_columns("requests", requests, ["user_id", "post_id", "timestamp"])
+    return requests[["user_id", "post_id", "timestamp"]].join(post_info, on="post_id")
+
+
+def followers_as_of(edges: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
+    """Each account's followers (friends and followers: every edge pointing at it) made before ``when``."""
+    return edges[edges["created_at"] < when].groupby("target_id").size().rename("followers")
 
 
 def decay_affinity(out: pd.DataFrame, times: pd.Series, origin: pd.Timestamp, decay_hours: float) -> pd.DataFrame:

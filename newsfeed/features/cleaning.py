@@ -62,6 +62,7 @@ def clean_users(users: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def clean_impressions(impressions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Drop logging retries: events recorded twice with the same ``impression_id``. Returns the deduplicated
     log (time-ordered) and how many rows were removed."""
+    require_columns("impressions", impressions, ["impression_id", "timestamp"])
     deduped = impressions.drop_duplicates("impression_id", keep="first")
     deduped = deduped.sort_values(["timestamp", "impression_id"], kind="stable").reset_index(drop=True)
     return deduped, len(impressions) - len(deduped)
@@ -91,6 +92,7 @@ def infer_topics(posts: pd.DataFrame, fit_until: pd.Timestamp, folds: int = 5) -
     predicted by the model fitted on all of them (as serving predicts a new post's topic).
     """
     require_int("folds", folds, lo=2)
+    require_columns("posts", posts, ["text", "hashtags", "topic", "created_at"])
     texts = posts["text"].fillna("") + " " + posts["hashtags"].fillna("")
     labels = posts["topic"].astype(str).to_numpy()
     fitted = (posts["created_at"] < fit_until).to_numpy()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from newsfeed.cache import code_hash, write_atomic
 from newsfeed.features.aggregates import LogAggregates
 from newsfeed.features.cleaning import clean_impressions, clean_posts, clean_users
 from newsfeed.features.embeddings import text_vectors
@@ -104,11 +102,7 @@ def build_dataset(world: World, split: TimeSplit | None = None, seed: int = 0,
     if path.exists():
         return pickle.loads(path.read_bytes())
     dataset = _build(world, split, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "wb") as file:
-        pickle.dump(dataset, file, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(staging, path)  # atomic: a reader never sees half a file, and concurrent writers agree
+    write_atomic(path, pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL))
     return dataset
 
 
@@ -128,10 +122,8 @@ def _cache_key(world: World, split: TimeSplit, seed: int) -> str:
     versions."""
     from newsfeed import metrics, validation, vocabulary
 
-    digest = hashlib.sha256(repr((split, seed, pd.__version__, np.__version__, sklearn.__version__)).encode())
     code = [*sorted(Path(__file__).parent.glob("*.py")), *(Path(m.__file__) for m in (metrics, validation, vocabulary))]
-    for path in code:
-        digest.update(path.read_bytes())
-    for name in World.TABLES:
-        digest.update(pd.util.hash_pandas_object(getattr(world, name), index=True).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
+    versions = repr((split, seed, pd.__version__, np.__version__, sklearn.__version__)).encode()
+    tables = [pd.util.hash_pandas_object(getattr(world, name), index=True).to_numpy().tobytes()
+              for name in World.TABLES]
+    return code_hash(code, versions, *tables)

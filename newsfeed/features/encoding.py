@@ -13,7 +13,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from newsfeed.features.table import CATEGORICAL_FEATURES, LOG_FEATURES, NUMERIC_FEATURES
-from newsfeed.validation import require
+from newsfeed.validation import require, require_columns
 
 
 def feature_pipeline(numeric: Iterable[str] = NUMERIC_FEATURES, categorical: Iterable[str] = CATEGORICAL_FEATURES,
@@ -66,6 +66,7 @@ class CompiledTransform:
                 continue
             self.steps.append((list(columns), isinstance(fitted, OneHotEncoder), _compile_step(fitted)))
         self.n_features_out = len(transformer.get_feature_names_out())
+        self.columns = [column for columns, _, _ in self.steps for column in columns]
 
     def __getstate__(self) -> dict[str, ColumnTransformer]:  # closures do not pickle: keep the fitted pipeline
         return {"transformer": self.transformer}
@@ -75,6 +76,7 @@ class CompiledTransform:
 
     def transform(self, table: pd.DataFrame) -> np.ndarray:
         """The model matrix of ``table``'s rows: float64, one column per output feature."""
+        require_columns("table", table, self.columns)
         # Column by column: selecting a sub-frame first would copy and consolidate it on every call.
         blocks = [step(np.column_stack([table[c].to_numpy(dtype=object if categorical else float, na_value=np.nan)
                                         for c in columns]))

@@ -134,13 +134,24 @@ class MultiTask(Ranker):
         ``TRAINING_DTYPE`` to train), the user, author and topic embedding rows, and the positions (as torch
         tensors, in the order ``network_`` takes them)."""
         self._require_fitted("transform_")
-        dense = torch.tensor(self.transform_.transform(table), dtype=dtype)
+        encoded = self.transform_.transform(table)
+        if not np.isfinite(encoded).all():  # NaN in, NaN out of every head: refused, naming the columns
+            columns = [name for name in self.transform_.columns if table[name].isna().any()]
+            require("table", f"<{len(table)} rows>", False, f"features without missing values; {columns} have "
+                    "some (an unknown user or post, or a column not cleaned)")
+        dense = torch.tensor(encoded, dtype=dtype)
         ids = [torch.tensor(index(table[column])) for index, column in
                ((self.users_, "user_id"), (self.authors_, "author_id"), (self.topics_, "topic"))]
         position = table["position"].clip(upper=self.config.max_position).to_numpy(dtype=np.int64)
         return [dense, *ids, torch.tensor(position)]
 
     def _labels(self, table: pd.DataFrame) -> tuple[Any, Any]:
+        """The reaction labels and log dwell of a training or validation table: one row at least, and no label
+        missing (a NaN label would make the loss, and then every weight, NaN)."""
+        require("table", f"<{len(table)} rows>", len(table) > 0, "a training or validation table of 1 row or more")
+        labels = table[[*REACTIONS, "dwell_seconds"]]
+        missing = labels.columns[labels.isna().any()].tolist()
+        require("table", f"<{len(table)} rows>", not missing, f"labels without missing values; {missing} have some")
         reactions = torch.tensor(table[list(REACTIONS)].to_numpy(dtype=float), dtype=TRAINING_DTYPE)
         seconds = table["dwell_seconds"].to_numpy(dtype=float)
         dwell = torch.tensor(np.log1p(seconds), dtype=TRAINING_DTYPE)
@@ -247,7 +258,9 @@ class MultiTask(Ranker):
         return float(loss), per_task
 
     def _forward_batches(self, inputs: list[Any], batch: int = 65536) -> tuple[Any, Any]:
-        outputs = [self.network_(*(x[lo:lo + batch] for x in inputs)) for lo in range(0, len(inputs[0]), batch)]
+        # At least one call, so that a table of 0 rows gives 0 predictions rather than nothing to concatenate.
+        outputs = [self.network_(*(x[lo:lo + batch] for x in inputs))
+                   for lo in range(0, max(len(inputs[0]), 1), batch)]
         return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:

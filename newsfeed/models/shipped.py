@@ -4,7 +4,7 @@ load what chapter 4 trained. The cache is keyed by the code and the data: a chan
 from __future__ import annotations
 
 import copy
-import hashlib
+import io
 import pickle
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from newsfeed import features
+from newsfeed.cache import code_hash, write_atomic
 from newsfeed.models.baselines import Chronological, Popularity, gradient_boosting, logistic_regression
 from newsfeed.models.multitask import MultiTask, MultiTaskConfig
 from newsfeed.models.ranker import Ranker
@@ -26,12 +27,8 @@ def _source_files() -> list[Path]:
 
 
 def _cache_key(dataset: features.Dataset, config: object) -> str:
-    digest = hashlib.sha256()
-    for source in _source_files():
-        digest.update(source.read_bytes())
-    digest.update(pd.util.hash_pandas_object(dataset.table[["impression_id", "like"]], index=False).to_numpy())
-    digest.update(repr(config).encode())
-    return digest.hexdigest()[:16]
+    rows = pd.util.hash_pandas_object(dataset.table[["impression_id", "like"]], index=False).to_numpy()
+    return code_hash(_source_files(), rows.tobytes(), repr(config).encode())
 
 
 def final_multitask(dataset: features.Dataset, folder: str | Path, epochs: int | None = None,
@@ -55,12 +52,9 @@ def final_multitask(dataset: features.Dataset, folder: str | Path, epochs: int |
     final_config = copy.deepcopy(config)
     final_config.max_epochs = epochs
     network = MultiTask(final_config, progress=None).fit(dataset.part("train", "valid"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob("multitask-*.pt"):
-        old.unlink()
-    staging = path.with_suffix(".tmp")
-    torch.save(network, staging)
-    staging.rename(path)
+    buffer = io.BytesIO()
+    torch.save(network, buffer)
+    _replace_cached(write_atomic(path, buffer.getvalue()), "multitask-*.pt")
     return network
 
 
@@ -77,10 +71,12 @@ def final_baselines(dataset: features.Dataset, seed: int = 0, folder: str | Path
     both = dataset.part("train", "valid")
     fitted = {ranker.name: ranker.fit(both) for ranker in rankers}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for old in path.parent.glob("baselines-*.pkl"):
-            old.unlink()
-        staging = path.with_suffix(".tmp")
-        staging.write_bytes(pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL))
-        staging.rename(path)
+        _replace_cached(write_atomic(path, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL)), "baselines-*.pkl")
     return fitted
+
+
+def _replace_cached(path: Path, pattern: str) -> None:
+    """Keep ``path`` and remove the older files of ``pattern`` beside it (models of code that changed since)."""
+    for old in path.parent.glob(pattern):
+        if old != path:
+            old.unlink(missing_ok=True)

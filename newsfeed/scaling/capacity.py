@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from newsfeed.estimates import Assumptions, estimate
-from newsfeed.validation import require_float
+from newsfeed.validation import require, require_float, require_int, require_known
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class UnitCosts:
         for field in dataclasses.fields(self):
             if field.name != "heavy_candidates":
                 require_float(field.name, getattr(self, field.name), 0.0, open_lo=True)
+        require_int("heavy_candidates", self.heavy_candidates, lo=1)
         require_float("utilization", self.utilization, 0.0, 1.0, open_lo=True)
 
 
@@ -55,6 +56,10 @@ def fleet(assumptions: Assumptions, costs: UnitCosts) -> pd.Series:
 def sensitivity(assumptions: Assumptions, costs: UnitCosts, names: list[str], factor: float = 2.0) -> pd.DataFrame:
     """The serving and training cores when each named input (an assumption or a unit cost) is multiplied by
     ``factor`` and divided by it, as ratios of the baseline."""
+    inputs = [field.name for field in (*dataclasses.fields(assumptions), *dataclasses.fields(costs))]
+    require_known("names", names, inputs, "inputs of the capacity model (fields of Assumptions or UnitCosts)")
+    require_float("factor", factor, 0.0, open_lo=True)
+    require("factor", factor, factor != 1.0, "a number above 0 other than 1 (1 changes nothing)")
     base = fleet(assumptions, costs)
     rows = {}
     for name in names:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from newsfeed.features.aggregates import followers_as_of
 from newsfeed.validation import require, require_float
 
 
 def audience(edges: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
     """Followers (friends and followers) of each account as of ``now``: the inboxes a push writes to."""
-    known = edges[edges["created_at"] < now]
-    return known.groupby("target_id").size().rename("followers")
+    return followers_as_of(edges, now)
 
 
 def fanout_costs(edges: pd.DataFrame, posts: pd.DataFrame, requests: pd.DataFrame, thresholds: list[float],

@@ -30,13 +30,9 @@ from newsfeed.features.aggregates import (
     as_of_join,
     decay_affinity,
     running_sums,
+    with_post_info,
 )
-from newsfeed.validation import require, require_columns, require_int
-
-
-def _with_post_info(requests: pd.DataFrame, post_info: pd.DataFrame) -> pd.DataFrame:
-    require_columns("requests", requests, ["user_id", "post_id", "timestamp"])
-    return requests[["user_id", "post_id", "timestamp"]].join(post_info, on="post_id")
+from newsfeed.validation import require, require_int
 
 
 class DuckDBAggregates:
@@ -70,7 +66,7 @@ class DuckDBAggregates:
 
     def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
         """History features for (user_id, post_id, timestamp) requests, in their row order."""
-        req = _with_post_info(requests, self.post_info).reset_index(drop=True)
+        req = with_post_info(requests, self.post_info).reset_index(drop=True)
         req["row_number"] = np.arange(len(req))
         self.connection.register("requests", req)
         try:
@@ -126,7 +122,7 @@ class DaskAggregates:
         """History features for (user_id, post_id, timestamp) requests, in their row order."""
         import dask.dataframe as dd
 
-        req = _with_post_info(requests, self.post_info).reset_index(drop=True)
+        req = with_post_info(requests, self.post_info).reset_index(drop=True)
         req["row_number"] = np.arange(len(req))
         parts = []
         for spec in AGGREGATES:

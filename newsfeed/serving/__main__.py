@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+#: Connections the service holds at once; beyond them a client gets 503 Service Unavailable straight away.
+LIMIT_CONCURRENCY = 64
+#: Seconds an idle kept-alive connection stays open.
+KEEP_ALIVE_SECONDS = 5
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m newsfeed.serving", description=__doc__,
@@ -39,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     network = models.final_multitask(dataset, artifacts_folder(args.scale, args.seed))
     retrieval = fit_retrieval(dataset, world.edges, world.n_people, world.n_accounts)
     server = build_server(network, dataset, world.edges, retrieval=retrieval)
-    uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning")
+    # Bounded: at most LIMIT_CONCURRENCY connections at once (the rest get 503 at once rather than queue), and an
+    # idle kept-alive connection is closed after KEEP_ALIVE_SECONDS. uvicorn has no timeout for a client that
+    # never finishes sending its headers; a reverse proxy in front (nginx's client_header_timeout) bounds that.
+    uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning",
+                limit_concurrency=LIMIT_CONCURRENCY, timeout_keep_alive=KEEP_ALIVE_SECONDS)
     return 0
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from newsfeed.validation import require_float, require_int
+from newsfeed.validation import require, require_float, require_int
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,12 @@ class RerankConfig:
     topic_penalty: float = 0.1
     freshness_half_life_hours: float | None = None
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
+        """Refuse rules that cannot hold (a penalty outside 0 to 1, a half-life of 0): checked when the rules
+        are made, so a server is never built with rules that would fail every request."""
         for name in ("max_p_hide", "author_penalty", "topic_penalty"):
             require_float(name, getattr(self, name), 0.0, 1.0)
         half = self.freshness_half_life_hours
@@ -37,9 +42,10 @@ def rerank(scored: pd.DataFrame, limit: int, config: RerankConfig | None = None)
     ``topic``, ``post_age_hours``) after the re-ranking rules, in feed order."""
     require_int("limit", limit, lo=1)
     config = config or RerankConfig()
-    config.validate()
     rows = scored[scored["p_hide"] <= config.max_p_hide]
     score = rows["score"].to_numpy(dtype=float).copy()
+    finite = np.isfinite(score)  # argmax would put a NaN score first
+    require("scored.score", score[~finite][:3], finite.all(), "finite numbers")
     if config.freshness_half_life_hours is not None:
         age = rows["post_age_hours"].to_numpy(dtype=float)
         score *= 0.5 ** (age / config.freshness_half_life_hours)

@@ -51,8 +51,9 @@ class FeedServer:
     ``users`` are the cleaned profiles (an entity table the service keeps in memory), ``text`` the posts' text
     embeddings; everything else about the log and the graph is read from the feature store. When the index has
     a two-tower model, the **light ranker** (its dot product) keeps the ``light_keep`` best candidates for the
-    heavy ranker (``None``: score them all). ``cold_start`` is one of ``COLD_START_POLICIES``. ``timings``
-    holds the last request's seconds per stage.
+    heavy ranker (``None``: score them all). ``cold_start`` is one of ``COLD_START_POLICIES``. The server keeps no
+    per-request state: the web service answers on several threads at once, so ``serve`` returns each request's
+    timings and candidate count with its feed.
     """
 
     ranker: Ranker
@@ -63,14 +64,13 @@ class FeedServer:
     rerank_config: RerankConfig = field(default_factory=RerankConfig)
     light_keep: int | None = 300
     cold_start: str = "popularity"
-    timings: dict[str, float] = field(default_factory=dict)
-    last_candidates: int = 0
 
     def __post_init__(self) -> None:
         if self.light_keep is not None:
             require_int("light_keep", self.light_keep, lo=1)
         require("cold_start", self.cold_start, self.cold_start in COLD_START_POLICIES,
                 f"one of {', '.join(COLD_START_POLICIES)}")
+        require("rerank_config", self.rerank_config, isinstance(self.rerank_config, RerankConfig), "a RerankConfig")
         people = self.users[(self.users["account_type"] == "person") & (self.users["signup_date"] < self.index.now)]
         self.known_users = set(people["user_id"].tolist())
         self._devices = self.users.set_index("user_id")["device"]
@@ -134,28 +134,50 @@ class FeedServer:
 
     def feed(self, user: int, limit: int = 10) -> pd.DataFrame:
         """The user's ranked feed: up to ``limit`` posts with their score, p_hide and candidate source."""
+        return self.serve(user, limit).posts
+
+    def serve(self, user: int, limit: int = 10) -> Served:
+        """The user's feed, with this request's seconds per stage and its number of candidates. A user with no
+        candidates at all (nothing new in their network, trending or retrieval) gets an empty feed."""
         require_int("limit", limit, 1, MAX_LIMIT)
         require("user", user, user in self.known_users,
                 f"the id of a person who signed up before {self.index.now} (the snapshot being served)")
         clock = time.perf_counter()
         candidates = self.candidates(user)
-        self.timings = {"candidate generation": time.perf_counter() - clock}
-        self.last_candidates = len(candidates)
+        timings = {"candidate generation": time.perf_counter() - clock}
+        count = len(candidates)
         clock = time.perf_counter()
         candidates = self.light_rank(user, candidates)
-        self.timings["light ranking"] = time.perf_counter() - clock
+        timings["light ranking"] = time.perf_counter() - clock
+        if candidates.empty:
+            empty = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in FEED_COLUMNS.items()})
+            return Served(empty, {**timings, "server total": sum(timings.values())}, 0)
         clock = time.perf_counter()
         table = self.features(user, candidates["post_id"].to_numpy())
-        self.timings["features"] = time.perf_counter() - clock
+        timings["features"] = time.perf_counter() - clock
         clock = time.perf_counter()
         scored = self.rank(table, popularity=self.is_cold(user) and self.cold_start == "popularity")
         scored["source"] = candidates["source"].to_numpy()
-        self.timings["ranking"] = time.perf_counter() - clock
+        timings["ranking"] = time.perf_counter() - clock
         clock = time.perf_counter()
         top = rerank(scored, limit, self.rerank_config)
-        self.timings["re-ranking"] = time.perf_counter() - clock
-        self.timings["server total"] = sum(self.timings.values())  # server-side: no network, no client
-        return top[["post_id", "author_id", "topic", "source", "score", "p_hide"]].reset_index(drop=True)
+        timings["re-ranking"] = time.perf_counter() - clock
+        timings["server total"] = sum(timings.values())  # server-side: no network, no client
+        return Served(top[list(FEED_COLUMNS)].reset_index(drop=True), timings, count)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request's answer: the feed, the seconds each stage took, and how many candidates it generated."""
+
+    posts: pd.DataFrame
+    timings: dict[str, float]
+    candidates: int
+
+
+#: A feed's columns and their types (an empty feed has them too).
+FEED_COLUMNS = {"post_id": "int64", "author_id": "int64", "topic": "object", "source": "object",
+                "score": "float64", "p_hide": "float64"}
 
 
 def latency_table(timings: list[dict[str, float]]) -> pd.DataFrame:
@@ -192,10 +214,6 @@ def measure_latency(server: FeedServer, users: Sequence[int], limit: int = 10,
     """Serve each of ``users`` once (after ``warmup`` untimed requests); per-stage latency percentiles and
     the number of candidates each request ranked."""
     for user in list(users)[:warmup]:
-        server.feed(int(user), limit)
-    timings, counts = [], []
-    for user in users:
-        server.feed(int(user), limit)
-        timings.append(dict(server.timings))
-        counts.append(int(server.last_candidates))
-    return latency_table(timings), counts
+        server.serve(int(user), limit)
+    served = [server.serve(int(user), limit) for user in users]
+    return latency_table([answer.timings for answer in served]), [answer.candidates for answer in served]

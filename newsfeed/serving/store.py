@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from newsfeed import features
+from newsfeed.features.aggregates import decay_affinity, followers_as_of, totals_by_key
 from newsfeed.validation import require, require_columns
 
 
@@ -52,7 +53,7 @@ class FeatureStore:
         connection.execute("CREATE TABLE specs (keys TEXT, prefix TEXT, columns TEXT)")
         for keys, table, prefix in aggregates.tables:
             before = table[table["timestamp"] < snapshot]
-            totals = before.groupby(keys, sort=True).last().drop(columns="timestamp").reset_index()
+            totals = totals_by_key(before, keys).reset_index()
             values = [c for c in totals.columns if c not in keys]
             name = _table_name(prefix)
             key_types = ["TEXT" if totals[k].dtype == object or isinstance(totals[k].dtype, pd.StringDtype)
@@ -149,10 +150,7 @@ class FeatureStore:
         for keys, prefix, values in self.specs:
             out.update(self._lookup(keys, prefix, values, columns))
         frame = pd.DataFrame(out, index=requests.index)
-        shrink = np.exp(-((requests["timestamp"] - self.origin) / pd.Timedelta(hours=1)).to_numpy()
-                        / self.decay_hours)
-        frame["user_author_engagement_decayed"] = frame.pop("user_author_engagement_growth") * shrink
-        return frame
+        return decay_affinity(frame, requests["timestamp"], self.origin, self.decay_hours)
 
     def view(self, requests: pd.DataFrame, static: pd.DataFrame | None = None) -> StoreView:
         """What ``features.feature_table`` reads (a ``features.AggregateSource``), answered from the store for
@@ -173,7 +171,7 @@ def _write_graph(connection: sqlite3.Connection, edges: pd.DataFrame, snapshot: 
         edges["edge_type"].astype(str).tolist(), created.tolist(), strict=True))
     connection.execute("CREATE INDEX edges_user ON edges (user_id)")
     connection.execute("CREATE TABLE followers (target_id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-    counts = edges[edges["created_at"] < snapshot].groupby("target_id").size()
+    counts = followers_as_of(edges, snapshot)
     connection.executemany("INSERT INTO followers VALUES (?, ?)",
                            zip(counts.index.astype(int).tolist(), counts.astype(int).tolist(), strict=True))
 

@@ -3,9 +3,13 @@ validates the raw request (so validation is testable without FastAPI)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from newsfeed.serving.server import MAX_LIMIT, FeedServer
+
+#: An integer as a client writes it in a URL: an optional minus sign and ASCII digits, at most 18 of them.
+INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 class RequestError(Exception):
@@ -19,15 +23,12 @@ class RequestError(Exception):
 
 def parse_request(server: FeedServer, user_id: str, limit: str) -> tuple[int, int]:
     """Validate the raw path and query values; raise ``RequestError`` (4xx) for anything the service refuses."""
-    try:
-        user = int(user_id)
-    except (TypeError, ValueError):
-        raise RequestError(422, f"user_id={user_id!r} is invalid: user_id accepts an integer id") from None
-    try:
-        size = int(limit)
-    except (TypeError, ValueError):
-        raise RequestError(422, f"limit={limit!r} is invalid: limit accepts an integer from 1 to "
-                                f"{MAX_LIMIT}") from None
+    # Plain ASCII digits only: int() would also read " 10 ", "1_0" and other scripts' digits ("٣" is 3).
+    if not isinstance(user_id, str) or not INTEGER.fullmatch(user_id):
+        raise RequestError(422, f"user_id={user_id!r} is invalid: user_id accepts an integer id")
+    if not isinstance(limit, str) or not INTEGER.fullmatch(limit) or len(limit) > 4:
+        raise RequestError(422, f"limit={limit!r} is invalid: limit accepts an integer from 1 to {MAX_LIMIT}")
+    user, size = int(user_id), int(limit)
     if not 1 <= size <= MAX_LIMIT:
         raise RequestError(422, f"limit={size} is invalid: limit accepts an integer from 1 to {MAX_LIMIT}")
     if user not in server.known_users:

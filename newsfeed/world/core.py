@@ -41,7 +41,12 @@ class World:
 
     def hours(self, times: Any) -> np.ndarray:
         """Hours since the world's start for timestamps (strings, ``Timestamp`` s or datetime arrays)."""
-        stamps = pd.to_datetime(pd.Series(np.atleast_1d(np.asarray(times, dtype=object))))
+        values = pd.Series(np.atleast_1d(np.asarray(times, dtype=object)))
+        try:
+            stamps = pd.to_datetime(values)
+        except (ValueError, TypeError):
+            require("time", values.head(3).tolist(), False, "timestamps (Timestamps or strings such as "
+                    "'2026-01-05 08:00')")
         return ((stamps - self.config.start_time) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
 
     def timestamps(self, hours: np.ndarray) -> pd.Series:

@@ -11,16 +11,17 @@ the vocabulary), so a changed simulator never serves a stale world.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from newsfeed import vocabulary
-from newsfeed.validation import require
+from newsfeed.cache import code_hash
+from newsfeed.validation import require, require_int
 from newsfeed.world.config import SCALES, WorldConfig
 from newsfeed.world.core import World
 from newsfeed.world.generate import simulate
@@ -36,10 +37,7 @@ def source_files() -> list[Path]:
 
 def simulator_fingerprint() -> str:
     """A hash of the simulator's source: a cached world is valid only for the code that generated it."""
-    digest = hashlib.sha256()
-    for path in source_files():
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return code_hash(source_files())
 
 
 def world_folder(data_dir: str | Path, scale: str, seed: int) -> Path:
@@ -54,12 +52,19 @@ def save_world(generated: World, folder: str | Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     generated.save(staging)
     (staging / "fingerprint.json").write_text(json.dumps({"simulator": simulator_fingerprint()}) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
+    # Move an old copy aside (one rename) rather than delete it first, so a world is on disk at all but an
+    # instant; remove it once the new one is in place.
+    old: Path | None = folder.with_name(f".{folder.name}-old-{staging.name}")
+    try:
+        folder.rename(old)
+    except OSError:  # nothing to move aside (or another process just did)
+        old = None
     try:
         staging.rename(folder)
     except OSError:  # another process won the race; its world is identical
         shutil.rmtree(staging, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
@@ -74,9 +79,14 @@ def _is_current(folder: Path) -> bool:
 def load_world(scale: str = "default", seed: int = 0, data_dir: str | Path | None = None) -> World:
     """The world of ``scale`` (``small``, ``default``, ``large``) and ``seed``: cached, or generated now."""
     require("scale", scale, scale in SCALES, f"one of {', '.join(SCALES)}")
+    require_int("seed", seed, lo=0)
     folder = world_folder(DATA_DIR if data_dir is None else data_dir, scale, seed)
     if _is_current(folder):
-        return World.load(folder)
+        try:
+            return World.load(folder)
+        except (OSError, ValueError) as error:  # a table deleted or cut short (pyarrow's errors are ValueErrors)
+            warnings.warn(f"the world cached in {folder} could not be read ({type(error).__name__}: "
+                          f"{str(error)[:120]}); generating it again", stacklevel=2)
     generated = simulate(WorldConfig.at_scale(scale, seed=seed))
     save_world(generated, folder)
     return generated
