@@ -67,14 +67,14 @@ benchmark: $(STAMP)  ## print every benchmark's table
 	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 student: $(STAMP)  ## the student edition: notebooks without solutions and their site, in _build/student
-	$(BIN)/python -m newsfeed.teaching student --out _build/student
+	$(BIN)/python -m newsfeed.teaching --out _build/student
 	$(BIN)/jupyter-book build _build/student -W -n --keep-going
 
 # Seconds per cell and per submission, for example GRADE_FLAGS="--cell-timeout 120 --timeout 600".
 GRADE_FLAGS ?=
 
 grade: $(STAMP)  ## autograde submissions: make grade SUBMISSIONS="alice/03_data_preparation.ipynb bob/03_data_preparation.ipynb"
-	$(BIN)/python -m newsfeed.teaching grade $(GRADE_FLAGS) $(SUBMISSIONS)
+	$(BIN)/python -m newsfeed.grading $(GRADE_FLAGS) $(SUBMISSIONS)
 
 world: $(STAMP)  ## write the default world's tables to data/default-seed0/
 	$(BIN)/python -m newsfeed.world --out data

@@ -40,7 +40,7 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("PSI bins closed on the left", "newsfeed/monitoring.py", 'np.searchsorted(inner, present, side="left")',
      'np.searchsorted(inner, present, side="right")',
      "tests/test_monitoring.py::test_psi_bins_of_a_discrete_feature_are_closed_on_the_right"),
-    ("autograder tolerance 1000 times looser", "newsfeed/teaching.py", 'rtol=spec["rtol"], atol',
+    ("autograder tolerance 1000 times looser", "newsfeed/grading.py", 'rtol=spec["rtol"], atol',
      'rtol=spec["rtol"] * 1000, atol',
      "tests/test_teaching.py::test_answers_leave_the_kernel_as_data_and_compare_within_tolerance"),
     ("affinity forgets in a day, not a week", "newsfeed/features/aggregates.py", "AFFINITY_DECAY_HOURS = 168.0",

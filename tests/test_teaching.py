@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from newsfeed import teaching
+from newsfeed import grading, teaching
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -92,7 +92,7 @@ TINY_SOLUTION = "spread = spread_of(rng.normal(size=1000))"
 # Submissions that try to earn the point without the answer. Each scored full marks when the reference and the
 # score ran in the student's kernel, in the teacher's folder.
 ATTACKS = {
-    "replaces the score": "import newsfeed.teaching as t\n"
+    "replaces the score": "import newsfeed.grading as t\n"
                           "t.score = lambda *args, **kwargs: {'points': 100, 'max': 1, 'problems': {}}\n"
                           "spread = None",
     "redefines what the reference calls": "def spread_of(values):\n    return 42.0\n\n\nspread = 42.0",
@@ -141,7 +141,7 @@ def test_the_autograder_round_trip(student: Path, tmp_path: Path) -> None:
     blank = nbformat.read(student / "chapters" / name, as_version=4)
     reference = teaching.with_answers(blank, {label: "\n\n".join(e["code"]) for label, e in exercises.items()})
     # The wrong answer is graded on the instructors' page (its exercise ex-guide-grade), a notebook test too.
-    scores = teaching.grade(_write(reference, tmp_path / "reference" / name))
+    scores = grading.grade(_write(reference, tmp_path / "reference" / name))
     assert scores["points"] == scores["max"] == full and scores["seed"] == 0 and "error" not in scores, scores
 
 
@@ -157,7 +157,7 @@ def test_attacks_on_the_autograder_score_nothing_and_change_nothing(tiny: tuple,
              for i, code in enumerate(ATTACKS.values())]
     folders = [ROOT / "newsfeed", ROOT / "chapters", teacher.parent]
     before = {folder: _tree(folder) for folder in folders}
-    scores = list(teaching.grade_batch([*paths, _write(honest, tmp_path / "honest" / TINY),
+    scores = list(grading.grade_batch([*paths, _write(honest, tmp_path / "honest" / TINY),
                                         _write(blank, tmp_path / "blank" / TINY)], teacher))
     assert {folder: _tree(folder) for folder in folders} == before
     for attack, line in zip(ATTACKS, scores, strict=False):
@@ -174,7 +174,7 @@ def test_a_broken_submission_is_reported_and_the_batch_goes_on(tiny: tuple, tmp_
     not_a_notebook.parent.mkdir()
     not_a_notebook.write_text("my answer is 42")
     paths = [tmp_path / "missing" / TINY, not_a_notebook, _write(slow, tmp_path / "slow" / TINY)]
-    teaching.main(["grade", *map(str, paths), "--teacher", str(teacher), "--cell-timeout", "5"])
+    grading.main([*map(str, paths), "--teacher", str(teacher), "--cell-timeout", "5"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(line["submission"]).parent.name for line in lines] == ["missing", "text", "slow"]
     assert all(line["points"] == 0 and line["max"] == 1 for line in lines), lines
@@ -184,25 +184,25 @@ def test_a_broken_submission_is_reported_and_the_batch_goes_on(tiny: tuple, tmp_
 
 def test_answers_leave_the_kernel_as_data_and_compare_within_tolerance() -> None:
     table = pd.DataFrame({"click": [1.0, 0.5, np.nan], "like": [1, 2, 3]}, index=[1, 2, 3])
-    data = json.loads(json.dumps(teaching.answer_data(table)))
-    assert teaching.compare(teaching.answer_table(data), teaching.answer_table(data), {"rtol": 1e-6}) is None
-    nudged = teaching.answer_data(table * (1 + 1e-4))
-    assert "differ by more than the tolerance" in teaching.compare(
-        teaching.answer_table(nudged), teaching.answer_table(data), {"rtol": 1e-6})
-    assert teaching.compare(teaching.answer_table(nudged), teaching.answer_table(data), {"rtol": 1e-2}) is None
-    assert teaching.answer_table(teaching.answer_data(None)) == "not set (still None)"
-    assert "got str" in teaching.answer_table(teaching.answer_data("0.5"))
-    assert "could not be read" in teaching.answer_table({"values": 1})
+    data = json.loads(json.dumps(grading.answer_data(table)))
+    assert grading.compare(grading.answer_table(data), grading.answer_table(data), {"rtol": 1e-6}) is None
+    nudged = grading.answer_data(table * (1 + 1e-4))
+    assert "differ by more than the tolerance" in grading.compare(
+        grading.answer_table(nudged), grading.answer_table(data), {"rtol": 1e-6})
+    assert grading.compare(grading.answer_table(nudged), grading.answer_table(data), {"rtol": 1e-2}) is None
+    assert grading.answer_table(grading.answer_data(None)) == "not set (still None)"
+    assert "got str" in grading.answer_table(grading.answer_data("0.5"))
+    assert "could not be read" in grading.answer_table({"values": 1})
 
 
 def test_parameters_reach_the_reference_as_literals_only() -> None:
     """The student's SEED reaches the reference kernel as a literal written into the teacher's setup cell:
     whatever the student's kernel printed, it can only set a value, never run code there."""
     teacher = _teacher("00_framework.ipynb")
-    index, names = teaching.setup_parameters(teacher)
+    index, names = grading.setup_parameters(teacher)
     assert {"SEED", "SCALE"} <= set(names)
     hostile = {"SEED": 7, "SCALE": "default\nimport os", "INTERVIEW_MINUTES": float("nan")}
-    setup = teaching.reference_notebook(teacher, hostile).cells[index].source
+    setup = grading.reference_notebook(teacher, hostile).cells[index].source
     assert "SEED = 7" in setup and "SCALE = 'default\\nimport os'" in setup
     assert "INTERVIEW_MINUTES = 45" in setup  # not a finite number: the teacher's value stays
     ast.parse(setup)
