@@ -172,18 +172,22 @@ def _capture(code: str) -> nbformat.NotebookNode:
     return cell
 
 
+def _answer_capture(label: str, exercise: dict[str, Any]) -> nbformat.NotebookNode:
+    """The cell that prints an exercise's answers as data, right after the cells that compute them."""
+    return _capture(f"_grading.print_answers({label!r}, {list(exercise['answers'])!r}, globals())")
+
+
 def answers_notebook(submission: nbformat.NotebookNode, teacher: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The submission with a cell after its setup cell that prints its parameters, and a cell after each
     answer (the starter cell and the code cells right below it) that prints the answer as data."""
     graded = graded_exercises(teacher)
-    setup_index, names = setup_parameters(submission)
+    setup_index, _ = setup_parameters(submission)
     _, teacher_names = setup_parameters(teacher)
     cells, pending = [], None
     for index, cell in enumerate(submission.cells):
         label = cell.metadata.get("grading", {}).get("exercise") if cell.cell_type == "code" else None
         if pending and (cell.cell_type == "markdown" or label):
-            cells.append(_capture(f"_grading.print_answers({pending!r}, {list(graded[pending]['answers'])!r}, "
-                                  "globals())"))
+            cells.append(_answer_capture(pending, graded[pending]))
             pending = None
         cells.append(copy.deepcopy(cell))
         if index == setup_index:
@@ -191,8 +195,7 @@ def answers_notebook(submission: nbformat.NotebookNode, teacher: nbformat.Notebo
         if label in graded:
             pending = label
     if pending:
-        cells.append(_capture(f"_grading.print_answers({pending!r}, {list(graded[pending]['answers'])!r}, "
-                              "globals())"))
+        cells.append(_answer_capture(pending, graded[pending]))
     answers = copy.deepcopy(submission)
     answers.cells = cells
     return answers
@@ -212,8 +215,7 @@ def reference_notebook(teacher: nbformat.NotebookNode, parameters: dict[str, Any
             cell.source = _with_parameters(cell.source, {name: parameters[name] for name in names
                                                          if name in parameters})
         cells.append(cell)
-        cells += [_capture(f"_grading.print_answers({label!r}, {list(graded[label]['answers'])!r}, globals())")
-                  for label, at in last.items() if at == index]
+        cells += [_answer_capture(label, graded[label]) for label, at in last.items() if at == index]
     reference = copy.deepcopy(teacher)
     reference.cells = cells
     return reference
