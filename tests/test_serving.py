@@ -3,6 +3,10 @@ and the request handler behave, and the web service never answers bad input with
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -295,6 +299,19 @@ def test_server_serves_at_the_start_of_the_test_week(setting: tuple) -> None:
     assert server.index.now == world.config.start_time + pd.Timedelta(weeks=3)
 
 
+def test_the_service_serves_new_users_what_chapter_6_chose(setting: tuple) -> None:
+    """What chapter 6 concludes the service serves is what a user of the package gets: the default of
+    ``FeedServer`` and of ``build_server`` (which ``python -m newsfeed.serving`` runs), not a setting the chapter
+    makes by hand."""
+    chapter = nbformat.read(Path(__file__).parent.parent / "chapters" / "06_serving.ipynb", as_version=4)
+    printed = "".join(output.get("text", "") for cell in chapter.cells if cell.cell_type == "code"
+                      for output in cell.outputs)
+    chosen = re.findall(r"serving them: (\w+)", printed)
+    assert chosen == [serving.COLD_START], f"chapter 6 chose {chosen}; the package serves {serving.COLD_START}"
+    assert serving.FeedServer.__dataclass_fields__["cold_start"].default == serving.COLD_START
+    assert setting[2].cold_start == serving.COLD_START  # built by build_server, as the command line builds it
+
+
 @pytest.mark.parametrize("policy", serving.COLD_START_POLICIES)
 def test_cold_start_users_get_a_feed(setting: tuple, policy: str) -> None:
     _, _, server = setting
@@ -305,7 +322,7 @@ def test_cold_start_users_get_a_feed(setting: tuple, policy: str) -> None:
         code, body = serving.handle(server, str(cold[0]), "5")
         sources = set(server.candidates(cold[0])["source"])
     finally:
-        server.cold_start = "popularity"
+        server.cold_start = serving.COLD_START
     assert code == 200 and body["cold_start"] and 0 < len(body["posts"]) <= 5
     assert ("two_tower" in sources) == (policy == "signup")
 

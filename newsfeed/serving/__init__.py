@@ -23,6 +23,7 @@ from newsfeed.serving.candidates import SOURCES, CandidateConfig, CandidateIndex
 from newsfeed.serving.rerank import RerankConfig, rerank
 from newsfeed.serving.retrieval import INDEX_KINDS, PostIndex, TwoTower, TwoTowerConfig, in_batch_softmax_loss
 from newsfeed.serving.server import (
+    COLD_START,
     COLD_START_POLICIES,
     MAX_LIMIT,
     FeedServer,
@@ -35,7 +36,8 @@ from newsfeed.serving.server import (
 from newsfeed.serving.store import FeatureStore, StoreView
 from newsfeed.serving.web import RequestError, create_app, handle, parse_request
 
-__all__ = ["COLD_START_POLICIES", "INDEX_KINDS", "MAX_LIMIT", "SOURCES", "CandidateConfig", "CandidateIndex",
+__all__ = ["COLD_START", "COLD_START_POLICIES", "INDEX_KINDS", "MAX_LIMIT", "SOURCES", "CandidateConfig",
+           "CandidateIndex",
            "FeatureStore", "FeedServer", "PostIndex", "RequestError", "RerankConfig", "StoreView", "TwoTower",
            "TwoTowerConfig", "build_server", "create_app", "fit_retrieval", "handle", "in_batch_softmax_loss",
            "latency_table", "measure_latency", "parse_request", "quantized", "rerank"]

@@ -29,6 +29,9 @@ MAX_LIMIT = 100
 #: ("popularity"), the heavy ranker on its priors over the network and trending posts ("ranker"), or the heavy
 #: ranker over candidates that add the two-tower's neighbours of what is known at signup ("signup").
 COLD_START_POLICIES: tuple[str, ...] = ("popularity", "ranker", "signup")
+#: What the service serves a user without history unless told otherwise: the policy chapter 6 measured best
+#: (tests/test_serving.py checks that the chapter's choice and this default agree).
+COLD_START = "signup"
 
 
 def quantized(ranker: MultiTask) -> MultiTask:
@@ -63,7 +66,7 @@ class FeedServer:
     text: pd.DataFrame
     rerank_config: RerankConfig = field(default_factory=RerankConfig)
     light_keep: int | None = 300
-    cold_start: str = "popularity"
+    cold_start: str = COLD_START
 
     def __post_init__(self) -> None:
         if self.light_keep is not None:
