@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from newsfeed import features, models
+from newsfeed.models import shipped
 from newsfeed.world import WorldConfig, simulate
 
 
@@ -130,8 +131,11 @@ def test_final_network_is_cached(tmp_path: Path, dataset: features.Dataset) -> N
     assert len(list(tmp_path.glob("multitask-*.pt"))) == 1
 
 
-def test_final_baselines_are_cached(tmp_path: Path, dataset: features.Dataset) -> None:
+def test_final_baselines_are_cached(tmp_path: Path, dataset: features.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cache is under test, not the trees: the boosted baseline with 10 trees instead of the shipped 120.
+    monkeypatch.setattr(shipped, "gradient_boosting", lambda seed: models.gradient_boosting(seed, trees=10))
     trained = models.final_baselines(dataset, seed=0, folder=tmp_path)
+    assert len(trained) == 4  # reverse-chronological, popularity, logistic regression, boosted trees
     assert len(list(tmp_path.glob("baselines-*.pkl"))) == 1
     loaded = models.final_baselines(dataset, seed=0, folder=tmp_path)
     rows = dataset.part("test").head(200)

@@ -9,17 +9,13 @@ import pytest
 
 from newsfeed import features, models, scaling
 from newsfeed.estimates import Assumptions, estimate
-from newsfeed.world import World, WorldConfig, simulate
+from newsfeed.world import World
 
 
 @pytest.fixture(scope="module")
-def world() -> World:
-    return simulate(WorldConfig.at_scale("small", seed=3))
-
-
-@pytest.fixture(scope="module")
-def dataset(world: World) -> features.Dataset:
-    return features.build_dataset(world, seed=0, cache_dir=None)
+def dataset(small: World) -> features.Dataset:
+    """The features of conftest's small world (generated once per test process, for every module that needs one)."""
+    return features.build_dataset(small, seed=0, cache_dir=None)
 
 
 def requests_of(dataset: features.Dataset) -> pd.DataFrame:

@@ -85,7 +85,7 @@ def test_the_student_site_builds_without_solutions(student: Path) -> None:
     assert not [page.name for page in pages if 'class="solution' in page.read_text()]
 
 
-# Chapter 1's reference solutions are graded on the chapter itself; the attacks and the broken submissions on a
+# Chapter 0's reference solutions are graded on the chapter itself; the attacks and the broken submissions on a
 # one-exercise chapter written for the purpose, whose kernels start in a second rather than load a world.
 TINY = "tiny.ipynb"
 TINY_SOLUTION = "spread = spread_of(rng.normal(size=1000))"
@@ -135,10 +135,16 @@ def tiny(tmp_path: Path) -> tuple[Path, nbformat.NotebookNode]:
 
 
 def test_the_autograder_round_trip(student: Path, tmp_path: Path) -> None:
-    name = "01_requirements.ipynb"
+    """The reference solutions score full marks. Chapter 0, the quickest to run (its answer is a table read from
+    the world), with the student's SCALE set to the small world: the reference scores them only if it runs on the
+    student's parameters (on the default world its table differs)."""
+    name = "00_framework.ipynb"
     exercises = teaching.graded_exercises(_teacher(name))
     full = sum(e["points"] for e in exercises.values())
     blank = nbformat.read(student / "chapters" / name, as_version=4)
+    setup_index, parameters = grading.setup_parameters(blank)
+    assert "SCALE" in parameters and 'SCALE = "default"' in blank.cells[setup_index].source
+    blank.cells[setup_index].source = blank.cells[setup_index].source.replace('SCALE = "default"', 'SCALE = "small"')
     reference = teaching.with_answers(blank, {label: "\n\n".join(e["code"]) for label, e in exercises.items()})
     # The wrong answer is graded on the instructors' page (its exercise ex-guide-grade), a notebook test too.
     scores = grading.grade(_write(reference, tmp_path / "reference" / name))

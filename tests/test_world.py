@@ -18,7 +18,11 @@ DATASHEET = Path(__file__).resolve().parent.parent / "data" / "README.md"
 
 @pytest.fixture(scope="module")
 def default() -> World:
-    return simulate(WorldConfig())
+    """The book's default world, as the chapters get it: read from data/ when the simulator's code has not changed
+    since it was cached there (the cache is keyed by that code), generated now otherwise."""
+    world = storage.load_world("default", seed=0)
+    assert world.config == WorldConfig()
+    return world
 
 
 def documented_schema() -> dict[str, dict[str, str]]:
@@ -229,7 +233,8 @@ def test_drift_changes_the_world_after_its_start() -> None:
 
 def test_hubs_connect_to_a_thousand_accounts_and_others_keep_their_degree() -> None:
     """The hard case of serving: a few people with a thousand or more friends and follows."""
-    config = WorldConfig.at_scale("small", seed=0, n_people=1500, hub_share=0.004, hub_degree=1200)
+    # One week (the shortest log allowed): the graph is drawn before any day is simulated.
+    config = WorldConfig.at_scale("small", seed=0, n_people=1500, hub_share=0.004, hub_degree=1200, n_days=7)
     edges = simulate(config).edges
     degree = edges.groupby("user_id").size()
     hubs = degree[degree >= 1000]
@@ -241,26 +246,39 @@ def test_hubs_connect_to_a_thousand_accounts_and_others_keep_their_degree() -> N
     assert WorldConfig.at_scale("large").hub_share > 0
 
 
-def test_save_load_round_trip_and_cache(tmp_path: Path, small: World) -> None:
+def test_save_load_round_trip_and_cache(tmp_path: Path, small: World, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = small.save(tmp_path / "w")
     loaded = World.load(folder)
     assert content_hash(loaded) == content_hash(small)
     assert loaded.config == small.config
-    cached = storage.load_world("small", seed=0, data_dir=tmp_path)
-    assert (tmp_path / "small-seed0" / "fingerprint.json").exists()
-    assert content_hash(storage.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
-    (tmp_path / "small-seed0" / "fingerprint.json").write_text('{"simulator": "stale"}')
-    assert content_hash(storage.load_world("small", seed=0, data_dir=tmp_path)) == content_hash(cached)
-    assert storage._is_current(tmp_path / "small-seed0")
+    # The cache's logic, with the small world standing in for what the simulator would generate (the simulator's
+    # own determinism is test_same_seed_same_world_and_other_seed_differs'): each load says whether it generated.
+    generated: list[WorldConfig] = []
+
+    def simulate_small(config: WorldConfig) -> World:
+        generated.append(config)
+        return small
+
+    monkeypatch.setattr(storage, "simulate", simulate_small)
+    cached = storage.load_world("small", seed=1, data_dir=tmp_path)  # nothing cached yet: generated
+    assert generated == [WorldConfig.at_scale("small", seed=1)] and content_hash(cached) == content_hash(small)
+    assert (tmp_path / "small-seed1" / "fingerprint.json").exists()
+    assert content_hash(storage.load_world("small", seed=1, data_dir=tmp_path)) == content_hash(cached)
+    assert len(generated) == 1  # read from the cache
+    (tmp_path / "small-seed1" / "fingerprint.json").write_text('{"simulator": "stale"}')
+    assert content_hash(storage.load_world("small", seed=1, data_dir=tmp_path)) == content_hash(cached)
+    assert len(generated) == 2 and storage._is_current(tmp_path / "small-seed1")  # generated again, re-stamped
     # A table deleted or cut short: the world is generated again (with a warning naming the folder).
-    (tmp_path / "small-seed0" / "impressions.parquet").unlink()
-    (tmp_path / "small-seed0" / "posts.parquet").write_bytes(b"PAR1 cut short")
-    with pytest.warns(UserWarning, match="small-seed0 could not be read"):
-        regenerated = storage.load_world("small", seed=0, data_dir=tmp_path)
-    assert content_hash(regenerated) == content_hash(cached)
+    (tmp_path / "small-seed1" / "impressions.parquet").unlink()
+    (tmp_path / "small-seed1" / "posts.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.warns(UserWarning, match="small-seed1 could not be read"):
+        regenerated = storage.load_world("small", seed=1, data_dir=tmp_path)
+    assert len(generated) == 3 and content_hash(regenerated) == content_hash(cached)
+    assert content_hash(World.load(tmp_path / "small-seed1")) == content_hash(cached)  # and written whole again
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]  # nothing left aside
-    with pytest.raises(ValueError, match="seed='0' is invalid"):  # refused whether or not a cache exists
-        storage.load_world("small", seed="0", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="seed='1' is invalid"):  # refused whether or not a cache exists
+        storage.load_world("small", seed="1", data_dir=tmp_path)
+    assert len(generated) == 3
 
 
 def test_command_line_writes_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
