@@ -5,8 +5,8 @@ The central rule: a feature of an impression at time t uses only events logged *
 module per step of chapter 3:
 
 - ``cleaning``: ``clean_users``, ``clean_impressions``, ``clean_posts`` (topics read from the text);
-- ``aggregates``: ``AGGREGATES`` (the running sums, as data), ``LogAggregates`` and the ``AggregateSource``
-  protocol the feature store implements too;
+- ``aggregates``: ``AGGREGATES`` (the running sums, as data), ``LogAggregates``, the ``AggregateSource``
+  protocol and ``PrecomputedAggregates`` (aggregates a feature store or a cluster computed);
 - ``table``: ``feature_table``, one row of features per (user, post, time) request;
 - ``encoding``: ``feature_pipeline`` (scikit-learn) and ``CompiledTransform`` (the same, as numpy);
 - ``embeddings``: text vectors, interaction embeddings, nearest neighbours;
@@ -19,6 +19,7 @@ from newsfeed.features.aggregates import (
     AggregateSource,
     AggregateSpec,
     LogAggregates,
+    PrecomputedAggregates,
     post_static,
     smoothed_rate,
 )
@@ -55,6 +56,7 @@ from newsfeed.features.table import (
 __all__ = ["AFFINITY_DECAY_HOURS", "AGGREGATES", "CATEGORICAL_FEATURES", "ENGAGEMENT_PRIOR", "LABELS", "LOG_FEATURES",
            "MODEL_NUMERIC_FEATURES", "NUMERIC_FEATURES", "REACTION_PRIORS", "REQUEST_COLUMNS", "TEXT_FEATURES",
            "VALID_AGE", "AggregateSource", "AggregateSpec", "CompiledTransform", "Dataset", "LogAggregates",
-           "TimeSplit", "build_dataset", "clean_impressions", "clean_posts", "clean_users", "feature_pipeline",
-           "feature_table", "infer_topics", "interaction_embeddings", "nearest_neighbours", "normalize_country",
-           "post_static", "smoothed_rate", "text_embedder", "text_vectors", "topic_classifier", "weekly_split"]
+           "PrecomputedAggregates", "TimeSplit", "build_dataset", "clean_impressions", "clean_posts", "clean_users",
+           "feature_pipeline", "feature_table", "infer_topics", "interaction_embeddings", "nearest_neighbours",
+           "normalize_country", "post_static", "smoothed_rate", "text_embedder", "text_vectors", "topic_classifier",
+           "weekly_split"]

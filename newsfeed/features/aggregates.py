@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from newsfeed.metrics import engagement_score
-from newsfeed.validation import require_columns
+from newsfeed.validation import require, require_columns
 from newsfeed.world import REACTIONS
 
 #: A column of numbers: smoothed rates work the same on pandas Series and numpy arrays.
@@ -72,6 +72,20 @@ class AggregateSource(Protocol):
     def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
         """The aggregate columns for (user_id, post_id, timestamp) requests, in their row order."""
         ...
+
+
+@dataclass(frozen=True)
+class PrecomputedAggregates:
+    """Aggregates computed elsewhere for a batch of requests (by a feature store's lookups, by a cluster), as an
+    ``AggregateSource``: ``feature_table`` reads them for those requests, or any subset of their rows."""
+
+    answer: pd.DataFrame
+    post_static: pd.DataFrame
+
+    def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
+        require("requests", "rows the aggregates were not computed for", requests.index.isin(self.answer.index).all(),
+                "the requests (or a subset of the rows) whose aggregates were computed")
+        return self.answer.loc[requests.index]
 
 
 def running_sums(log: pd.DataFrame, keys: list[str], values: dict[str, pd.Series]) -> pd.DataFrame:

@@ -10,7 +10,7 @@ every column, which is enough for ranking metrics and ROC-AUC but not for calibr
 - ``multitask``: the multi-task network, its configuration and training loop;
 - ``shipped``: the rankers as the book ships them, trained on weeks 1–3 and cached in
   ``data/models/<scale>-seed<seed>/`` (``newsfeed.world.artifacts_folder``; the default world's are committed),
-  keyed by the code and the data.
+  keyed by the code and the data; ``fitted_multitask``, any configuration's network cached the same way.
 """
 
 from newsfeed.models.baselines import (
@@ -28,8 +28,8 @@ from newsfeed.models.ranker import (
     downsample_negatives,
     serving_view,
 )
-from newsfeed.models.shipped import final_baselines, final_multitask
+from newsfeed.models.shipped import final_baselines, final_multitask, fitted_multitask
 
 __all__ = ["PROBABILITY_COLUMNS", "Chronological", "MultiTask", "MultiTaskConfig", "MultiTaskNetwork", "PerReaction",
            "Popularity", "Ranker", "correct_for_negative_sampling", "downsample_negatives", "final_baselines",
-           "final_multitask", "gradient_boosting", "logistic_regression", "serving_view"]
+           "final_multitask", "fitted_multitask", "gradient_boosting", "logistic_regression", "serving_view"]

@@ -70,6 +70,14 @@ class MultiTaskConfig:
                 f"a non-negative weight for each of {', '.join(tasks)}")
 
 
+def epoch_line(record: Mapping[str, float]) -> str:
+    """One epoch of a learning curve as ``fit`` reports it: the training loss, and the validation loss if any."""
+    shown = f"epoch {record['epoch']:2d}: train loss {record['train_loss']:.4f}"
+    if "valid_loss" in record:
+        shown += f", validation loss {record['valid_loss']:.4f}"
+    return shown
+
+
 class MultiTaskNetwork(nn.Module):
     """Embeddings for user, author and topic, their interactions, and the dense features feed shared
     layers; one logit per reaction and a dwell-time regression come out of their own heads."""
@@ -228,10 +236,7 @@ class MultiTask(Ranker):
                                for r, v in zip(REACTIONS, per_task, strict=True)})
             self.learning_curve.append(record)
             if self.progress is not None:
-                shown = f"epoch {epoch:2d}: train loss {record['train_loss']:.4f}"
-                if "valid_loss" in record:
-                    shown += f", validation loss {record['valid_loss']:.4f}"
-                self.progress(shown)
+                self.progress(epoch_line(record))
             if valid_inputs is None:
                 continue
             if record["valid_loss"] < best - 1e-5:

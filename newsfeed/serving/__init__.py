@@ -11,7 +11,7 @@ at request time by the same ``features.feature_table`` that built the training d
 equal the offline ones (no training–serving skew). **Re-ranking** removes posts the user would likely hide and
 trades a little expected engagement for author and topic diversity.
 
-- ``store``: ``FeatureStore`` and the ``StoreView`` that ``feature_table`` reads;
+- ``store``: ``FeatureStore``, whose ``view`` is what ``feature_table`` reads;
 - ``retrieval``: ``TwoTower`` (the two-tower model) and ``PostIndex`` (faiss: exact, IVF or HNSW);
 - ``candidates``: ``CandidateConfig`` and ``CandidateIndex`` (the four sources, and the light ranker's scores);
 - ``rerank``: ``RerankConfig`` and ``rerank``;
@@ -33,11 +33,10 @@ from newsfeed.serving.server import (
     measure_latency,
     quantized,
 )
-from newsfeed.serving.store import FeatureStore, StoreView
+from newsfeed.serving.store import FeatureStore
 from newsfeed.serving.web import RequestError, create_app, handle, parse_request
 
 __all__ = ["COLD_START", "COLD_START_POLICIES", "INDEX_KINDS", "MAX_LIMIT", "SOURCES", "CandidateConfig",
-           "CandidateIndex",
-           "FeatureStore", "FeedServer", "PostIndex", "RequestError", "RerankConfig", "StoreView", "TwoTower",
+           "CandidateIndex", "FeatureStore", "FeedServer", "PostIndex", "RequestError", "RerankConfig", "TwoTower",
            "TwoTowerConfig", "build_server", "create_app", "fit_retrieval", "handle", "in_batch_softmax_loss",
            "latency_table", "measure_latency", "parse_request", "quantized", "rerank"]

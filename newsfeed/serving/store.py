@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -152,12 +151,12 @@ class FeatureStore:
         frame = pd.DataFrame(out, index=requests.index)
         return decay_affinity(frame, requests["timestamp"], self.origin, self.decay_hours)
 
-    def view(self, requests: pd.DataFrame, static: pd.DataFrame | None = None) -> StoreView:
+    def view(self, requests: pd.DataFrame, static: pd.DataFrame | None = None) -> features.PrecomputedAggregates:
         """What ``features.feature_table`` reads (a ``features.AggregateSource``), answered from the store for
         ``requests``.
         ``static`` passes the requests' ``post_static`` rows when the caller has read them already."""
         static = static if static is not None else self.post_static(requests["post_id"])
-        return StoreView(self.aggregates(requests, static), static)
+        return features.PrecomputedAggregates(self.aggregates(requests, static), static)
 
 
 def _write_graph(connection: sqlite3.Connection, edges: pd.DataFrame, snapshot: pd.Timestamp) -> None:
@@ -174,18 +173,3 @@ def _write_graph(connection: sqlite3.Connection, edges: pd.DataFrame, snapshot: 
     counts = followers_as_of(edges, snapshot)
     connection.executemany("INSERT INTO followers VALUES (?, ?)",
                            zip(counts.index.astype(int).tolist(), counts.astype(int).tolist(), strict=True))
-
-
-
-@dataclass
-class StoreView:
-    """The feature store's answers for one batch of requests, as a ``features.AggregateSource``: what
-    ``features.feature_table`` reads, precomputed by the store's indexed lookups."""
-
-    answer: pd.DataFrame
-    post_static: pd.DataFrame
-
-    def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
-        require("requests", "rows the view was not built for", requests.index.isin(self.answer.index).all(),
-                "the requests (or a subset of the rows) that FeatureStore.view answered")
-        return self.answer.loc[requests.index]
