@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,24 @@ def test_final_network_is_cached(tmp_path: Path, dataset: features.Dataset) -> N
     longer = models.final_multitask(dataset, tmp_path, epochs=2, config=config)  # not the cached 1-epoch network
     assert longer.config.max_epochs == 2 and len(longer.learning_curve) == 2
     assert len(list(tmp_path.glob("multitask-*.pt"))) == 1
+
+
+def test_a_fitted_network_is_cached_and_replays_its_learning_curve(tmp_path: Path, dataset: features.Dataset) -> None:
+    """Chapter 4's networks: trained once, then loaded with the same predictions and the same printed epochs;
+    another configuration or other rows train anew."""
+    config = models.MultiTaskConfig(hidden=(16,), embedding_dim=4, max_epochs=2)
+    train, valid = dataset.part("train"), dataset.part("valid")
+    printed: list[str] = []
+    trained = models.fitted_multitask(config, train, valid, tmp_path, progress=printed.append)
+    assert len(printed) == 2 and printed[0].startswith("epoch  1: train loss")
+    replayed: list[str] = []
+    loaded = models.fitted_multitask(config, train, valid, tmp_path, progress=replayed.append)
+    assert replayed == printed and loaded.fit_seconds == trained.fit_seconds
+    pd.testing.assert_frame_equal(loaded.predict(valid), trained.predict(valid))
+    other = models.fitted_multitask(replace(config, max_epochs=1), train, valid, tmp_path, progress=None)
+    fewer = models.fitted_multitask(config, train.iloc[:-1], valid, tmp_path, progress=None)
+    assert len(other.learning_curve) == 1 and len(fewer.learning_curve) == 2
+    assert len(list(tmp_path.glob("fitted-*.pt"))) == 2  # one per configuration: new rows replace the old file
 
 
 def test_final_baselines_are_cached(tmp_path: Path, dataset: features.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
