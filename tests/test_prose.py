@@ -35,6 +35,7 @@ INPUTS: dict[str, dict[str, str]] = {
     "02_framing": {
         "100": "a unit: reactions are reported per 100 sessions",
         "0.02": "a dwell weight an exercise asks to try (ex-02-dwell)",
+        "1.5": "the world's scroll-past dwell, drawn from 0.3 to 1.5 s (data/README.md): a setting",
     },
     "03_data_preparation": {
         "300": "the audit sample's size, a choice of the chapter",
