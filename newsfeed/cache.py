@@ -33,3 +33,29 @@ def write_atomic(path: Path, data: bytes) -> Path:
         file.write(data)
     os.replace(staging, path)
     return path
+
+
+def rows_digest(*frames: object) -> bytes:
+    """The bytes of a hash of each table's rows (every column and the index; ``None`` for a table not given):
+    what identifies the data a model was fitted on, in a cache key."""
+    import pandas as pd  # here: the world's workers import this module before pandas is needed
+
+    return b"".join(b"-" if frame is None else pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+                    for frame in frames)
+
+
+def fitted_path(folder: str | Path, kind: str, identity: Iterable[bytes], sources: Iterable[Path]) -> Path:
+    """Where a model of ``kind`` fitted on ``identity`` (its configuration and data, as bytes) by the code in
+    ``sources`` is kept in ``folder``: ``<kind>-<identity hash>-<code hash>.pt``. ``keep_fitted`` writes it."""
+    fitted = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]
+    return Path(folder) / f"{kind}-{fitted}-{code_hash(sources)}.pt"
+
+
+def keep_fitted(path: Path, data: bytes) -> Path:
+    """Write a ``fitted_path`` file and remove the same model fitted by older code beside it."""
+    write_atomic(path, data)
+    kind_and_identity = path.name.rsplit("-", 1)[0]
+    for old in path.parent.glob(f"{kind_and_identity}-*.pt"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path

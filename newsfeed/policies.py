@@ -31,6 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from newsfeed.features import AggregateSource, Dataset, feature_table
+from newsfeed.features.aggregates import follower_sums, followers_at
 from newsfeed.models import Ranker, serving_view
 from newsfeed.validation import is_number, require
 from newsfeed.world import Policy, World, legacy_ranker
@@ -71,10 +72,14 @@ def ranking_policy(ranker: Ranker, aggregates: AggregateSource, edges: pd.DataFr
     the posts, with topics read from their text, come in through ``aggregates``). Every candidate is scored
     at position 1, as ``Ranker.score`` serves.
     """
+    followed = follower_sums(edges)  # once, not per batch
+    authors = aggregates.post_static["author_id"]
+
     def score(candidates: pd.DataFrame) -> np.ndarray:
         requests = serving_view(candidates.rename(columns={"requested_at": "timestamp"}))
-        table = feature_table(requests, dataset.users, edges, aggregates).join(dataset.text, on="post_id")
-        return ranker.score(table)
+        followers = followers_at(followed, authors.reindex(requests["post_id"]).to_numpy(), requests["timestamp"])
+        table = feature_table(requests, dataset.users, edges, aggregates, followers)
+        return ranker.score(table.join(dataset.text, on="post_id"))
 
     return score
 

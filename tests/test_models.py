@@ -133,8 +133,8 @@ def test_final_network_is_cached(tmp_path: Path, dataset: features.Dataset) -> N
 
 
 def test_a_fitted_network_is_cached_and_replays_its_learning_curve(tmp_path: Path, dataset: features.Dataset) -> None:
-    """Chapter 4's networks: trained once, then loaded with the same predictions and the same printed epochs;
-    another configuration or other rows train anew."""
+    """Chapters 4's and 7's networks: trained once, then loaded with the same predictions and the same printed
+    epochs; another configuration, other rows or no validation rows train anew."""
     config = models.MultiTaskConfig(hidden=(16,), embedding_dim=4, max_epochs=2)
     train, valid = dataset.part("train"), dataset.part("valid")
     printed: list[str] = []
@@ -147,7 +147,10 @@ def test_a_fitted_network_is_cached_and_replays_its_learning_curve(tmp_path: Pat
     other = models.fitted_multitask(replace(config, max_epochs=1), train, valid, tmp_path, progress=None)
     fewer = models.fitted_multitask(config, train.iloc[:-1], valid, tmp_path, progress=None)
     assert len(other.learning_curve) == 1 and len(fewer.learning_curve) == 2
-    assert len(list(tmp_path.glob("fitted-*.pt"))) == 2  # one per configuration: new rows replace the old file
+    assert len(list(tmp_path.glob("fitted-*.pt"))) == 3  # one per configuration and rows
+    without_validation = models.fitted_multitask(replace(config, max_epochs=1), train, None, tmp_path, progress=None)
+    assert "valid_loss" not in without_validation.learning_curve[0]
+    assert len(list(tmp_path.glob("fitted-*.pt"))) == 4
 
 
 def test_final_baselines_are_cached(tmp_path: Path, dataset: features.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -362,3 +362,21 @@ def test_service_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         main(["--port", "0"])
     assert "--port=0 is invalid: --port accepts an integer from 1 to 65535" in capsys.readouterr().err
+
+
+def test_a_fitted_two_tower_model_is_kept_and_loaded_the_same(tmp_path: Path) -> None:
+    """Chapter 6's retrieval models: fitted once into the folder, then loaded with the same vectors, losses and
+    known users; another configuration trains anew, beside it."""
+    world = load_world("small", 0)
+    dataset = features.build_dataset(world, seed=0)
+    args = (dataset, world.edges, world.n_people, world.n_accounts)
+    config = serving.TwoTowerConfig(epochs=1, batch_size=256)
+    fitted = serving.fit_retrieval(*args, config=config, folder=tmp_path)
+    loaded = serving.fit_retrieval(*args, config=config, folder=tmp_path)
+    assert loaded is not fitted and len(list(tmp_path.glob("retrieval-*.pt"))) == 1
+    people, posts = np.arange(world.n_people), dataset.posts["post_id"].to_numpy()
+    np.testing.assert_array_equal(loaded.user_vectors(people), fitted.user_vectors(people))
+    np.testing.assert_array_equal(loaded.post_vectors(posts), fitted.post_vectors(posts))
+    assert loaded.losses_ == fitted.losses_ and loaded.known_users_ == fitted.known_users_
+    serving.fit_retrieval(*args, config=serving.TwoTowerConfig(epochs=1, batch_size=256, seed=1), folder=tmp_path)
+    assert len(list(tmp_path.glob("retrieval-*.pt"))) == 2

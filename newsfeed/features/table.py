@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from newsfeed import vocabulary as vocab
-from newsfeed.features.aggregates import AggregateSource, as_of_join, running_sums, smoothed_rate
+from newsfeed.features.aggregates import AggregateSource, follower_sums, followers_at, smoothed_rate
 from newsfeed.validation import require, require_columns, require_known
 from newsfeed.world import REACTIONS
 
@@ -107,10 +107,7 @@ def feature_table(requests: pd.DataFrame, users: pd.DataFrame, edges: pd.DataFra
     columns["author_is_page"] = (account.take(users["account_type"], author_id) == "page").astype(float)
     if followers is None:
         # Followers as of the request: edges made later (a new user following a page tomorrow) are the future.
-        made = edges.rename(columns={"target_id": "author_id", "created_at": "timestamp"})
-        followed = running_sums(made, ["author_id"], {"followers": pd.Series(1.0, index=made.index)})
-        asked = pd.DataFrame({"author_id": author_id, "timestamp": requests["timestamp"]})
-        followers = as_of_join(asked, followed, ["author_id"], "")["followers"].to_numpy()
+        followers = followers_at(follower_sums(edges), author_id, requests["timestamp"])
     else:
         require("followers", f"{len(followers)} values", len(followers) == len(requests),
                 f"one count per request row ({len(requests)})")

@@ -4,7 +4,6 @@ load what chapter 4 trained. The cache is keyed by the code and the data: a chan
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import pickle
 from collections.abc import Callable
@@ -14,7 +13,7 @@ import pandas as pd
 import torch
 
 from newsfeed import features
-from newsfeed.cache import code_hash, write_atomic
+from newsfeed.cache import code_hash, fitted_path, keep_fitted, rows_digest, write_atomic
 from newsfeed.models.baselines import Chronological, Popularity, gradient_boosting, logistic_regression
 from newsfeed.models.multitask import MultiTask, MultiTaskConfig, epoch_line
 from newsfeed.models.ranker import Ranker
@@ -60,20 +59,19 @@ def final_multitask(dataset: features.Dataset, folder: str | Path, epochs: int |
     return network
 
 
-def fitted_multitask(config: MultiTaskConfig, train: pd.DataFrame, valid: pd.DataFrame, folder: str | Path,
+def fitted_multitask(config: MultiTaskConfig, train: pd.DataFrame, valid: pd.DataFrame | None, folder: str | Path,
                      progress: Callable[[str], None] | None = print) -> MultiTask:
     """``MultiTask(config).fit(train, valid)``, cached in ``folder``: loaded when this code fitted the same
     configuration on the same rows before, otherwise trained now (and saved there).
 
-    Chapter 4 trains two networks this way, about a minute each on a laptop; a reader who changes a
+    Chapters 4 and 7 train their networks this way, up to a minute each on a laptop; a reader who changes a
     hyperparameter, the seed or the data trains anew. ``progress`` hears each epoch's line either way (a
     loaded network replays its learning curve), so the page reads the same whether it trained or loaded.
-    ``fit_seconds`` is the training's own time, from the run that trained it.
+    ``fit_seconds`` is the training's own time, from the run that trained it. The file's name is a hash of
+    the configuration and the rows (every column), then of the code: a change to the code replaces the file.
     """
-    rows = [pd.util.hash_pandas_object(part[["impression_id", "like"]], index=False).to_numpy().tobytes()
-            for part in (train, valid)]
-    settings = hashlib.sha256(repr(config).encode()).hexdigest()[:8]
-    path = Path(folder) / f"fitted-{settings}-{code_hash(_source_files(), *rows, repr(config).encode())}.pt"
+    identity = [repr(config).encode(), rows_digest(train, valid)]
+    path = fitted_path(folder, "fitted", identity, _source_files())
     if path.exists():
         network: MultiTask = torch.load(path, weights_only=False)
         for record in network.learning_curve if progress is not None else []:
@@ -82,7 +80,7 @@ def fitted_multitask(config: MultiTaskConfig, train: pd.DataFrame, valid: pd.Dat
         network = MultiTask(copy.deepcopy(config), progress=progress).fit(train, valid)
         buffer = io.BytesIO()
         torch.save(network, buffer)
-        _replace_cached(write_atomic(path, buffer.getvalue()), f"fitted-{settings}-*.pt")
+        keep_fitted(path, buffer.getvalue())
     network.progress = progress
     return network
 

@@ -24,7 +24,7 @@ class CandidateConfig:
     window_hours: float = 48.0  # posts older than this are not candidates (the world's inbox window)
     two_tower: int = 1000  # nearest neighbours of the user tower's vector in the ANN index
     ann: str = "exact"  # the index kind: "exact", "ivf" or "hnsw" (chapter 6 measures the choice)
-    ann_lists: int = 32  # IVF: k-means cells (about the square root of the posts indexed)
+    ann_lists: int = 32  # IVF: k-means cells (the rule of thumb: of the order of the square root of the posts)
     ann_probe: int = 8  # IVF: cells searched per query
     embedding: int = 400  # nearest neighbours of the user's recent engagements, by text embedding
     trending: int = 250  # most engaged posts of the last ``trending_hours``

@@ -213,6 +213,25 @@ class TwoTower:
         self.known_users_ = set(np.unique(user_ids).tolist())
         return self
 
+    def state(self) -> dict[str, object]:
+        """What ``restore`` needs besides the tables ``fit`` read: the trained weights, the losses by epoch and
+        the users seen in training."""
+        return {"network": self.network_.state_dict(), "losses": list(self.losses_),
+                "known_users": sorted(self.known_users_)}
+
+    def restore(self, state: dict[str, object], users: pd.DataFrame, posts: pd.DataFrame, text: pd.DataFrame,
+                edges: pd.DataFrame, now: str | pd.Timestamp, n_people: int, n_accounts: int) -> TwoTower:
+        """This model as ``fit`` left it, from a fitted model's ``state`` and the tables (and ``now``) it was
+        fitted with."""
+        self.config.validate()
+        self._prepare(users, posts, text, edges, pd.Timestamp(now), n_accounts)
+        self.network_ = TwoTowerNetwork(n_people, n_accounts, text.shape[1], self.config).float()
+        self.network_.load_state_dict(state["network"])
+        self.network_.eval()
+        self.losses_ = list(state["losses"])
+        self.known_users_ = set(state["known_users"])
+        return self
+
     def post_vectors(self, post_ids: np.ndarray) -> np.ndarray:
         """The post tower's unit vectors (float32, one row per id): what runs when a post is created."""
         return self.embed_posts(self.post_features(post_ids))
