@@ -18,7 +18,9 @@ reader would, rounded where that reads better.
 
 from __future__ import annotations
 
+import ast
 import json
+import operator
 import re
 from pathlib import Path
 
@@ -161,3 +163,85 @@ def test_the_checker_catches_a_stale_number() -> None:
     assert not backed(0.926, 3, False, printed)  # the prose kept an old run's number
     assert [text for text, *_ in stated_numbers("AUC 0.819 on 1,478 users (79.6%), 3 seeds, `k=500`")] == [
         "0.819", "1,478", "79.6%"]
+
+
+# Outputs that vary by machine (timings, memory: cells tagged nbval-ignore-output) are not compared when the book
+# is tested, so nothing would catch prose that says of them what the page's own output contradicts. The rule: each
+# such cell lists in its metadata the claims the prose makes of its output, each a condition on numbers read
+# from the output by regular expressions, stated so that any plausible run satisfies it ("medians under a
+# millisecond"), and checked here against the output the page shows. A cell the prose claims nothing of says so
+# with an empty list.
+VOLATILE = "nbval-ignore-output"
+_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def _evaluate(node: ast.AST, values: dict[str, float]) -> float | bool:
+    """A claim's condition: numbers, the names of values read, + - * /, comparisons, ``and``; nothing else."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body, values)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return node.value
+    if isinstance(node, ast.Name):
+        return values[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        return _ARITHMETIC[type(node.op)](_evaluate(node.left, values), _evaluate(node.right, values))
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        return all(_evaluate(value, values) for value in node.values)
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        sides = [_evaluate(node.left, values), *(_evaluate(c, values) for c in node.comparators)]
+        return all(_COMPARE[type(op)](a, b) for op, a, b in zip(node.ops, sides, sides[1:], strict=False))
+    raise ValueError(f"a claim's condition may not contain {ast.dump(node)[:60]}")
+
+
+def _output_text(cell: dict) -> str:
+    return "".join("".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+                   for output in cell.get("outputs", []))
+
+
+def broken_claims(notebook: dict) -> list[str]:
+    """What is wrong with the claims on the volatile outputs of ``notebook``: a volatile cell without a claims
+    list, a value its pattern cannot read, or a condition the shown output does not satisfy."""
+    problems = []
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "code" or VOLATILE not in cell.get("metadata", {}).get("tags", []):
+            continue
+        claims = cell["metadata"].get("claims")
+        if claims is None:
+            problems.append(f"cell {cell.get('id')}: its output varies by machine and it lists no claims")
+            continue
+        text = _output_text(cell)
+        for claim in claims:
+            values = {}
+            for name, pattern in claim["read"].items():
+                found = re.search(pattern, text, re.MULTILINE)
+                if found is None:
+                    problems.append(f"cell {cell.get('id')}: {name} ({pattern!r}) is not in its output")
+                else:
+                    values[name] = float(found.group(1).replace(",", ""))
+            if len(values) == len(claim["read"]) and not _evaluate(ast.parse(claim["holds"], mode="eval"), values):
+                problems.append(f"cell {cell.get('id')}: the prose says {claim['says']!r}, but {claim['holds']} "
+                                f"is false for the output shown ({values})")
+    return problems
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_what_the_prose_says_of_volatile_outputs_holds_for_the_output_shown(path: Path) -> None:
+    problems = broken_claims(json.loads(path.read_text()))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_claims_check_catches_a_timing_the_output_contradicts() -> None:
+    claim = {"says": "every index answers a query in well under a millisecond",
+             "read": {"exact": r"^exact\s+[\d.]+\s+[\d.]+\s+([\d.]+)"}, "holds": "exact < 1"}
+    cell = {"cell_type": "code", "id": "t", "metadata": {"tags": [VOLATILE], "claims": [claim]},
+            "outputs": [{"output_type": "stream", "text": "       build  p50    p99\nexact  1.891  0.185  4.258\n"}]}
+    assert broken_claims({"cells": [cell]}) == [
+        "cell t: the prose says 'every index answers a query in well under a millisecond', but exact < 1 is false "
+        "for the output shown ({'exact': 4.258})"]
+    cell["outputs"][0]["text"] = cell["outputs"][0]["text"].replace("4.258", "0.258")
+    assert broken_claims({"cells": [cell]}) == []
+    del cell["metadata"]["claims"]
+    assert broken_claims({"cells": [cell]}) == ["cell t: its output varies by machine and it lists no claims"]
+    with pytest.raises(ValueError, match="may not contain"):
+        _evaluate(ast.parse("__import__('os')", mode="eval"), {})
