@@ -147,10 +147,19 @@ def test_every_page_is_tested(site: list[str]) -> None:
 FITS = "pre, table, .cell_output, div.highlight, div.math, mjx-container, img, figure"
 
 
-def test_page_at_laptop_width(browser: object, base_url: str, page_path: str) -> None:
-    visit = Visit(browser, base_url, page_path, 1280, 900)
+def test_page_on_a_phone_and_at_laptop_width(browser: object, base_url: str, page_path: str) -> None:
+    """One visit per page (loading and typesetting a page is most of the cost): first at a phone's width, then,
+    the same page resized, at a laptop's."""
+    visit = Visit(browser, base_url, page_path, 390, 844)
     page = visit.page
     try:
+        phone_width = page.evaluate("() => document.documentElement.scrollWidth")
+        prose_tables = page.evaluate(
+            """() => [...document.querySelectorAll('.bd-article table')]
+                 .filter(t => !t.closest('.cell_output'))
+                 .filter(t => t.scrollWidth > t.parentElement.clientWidth + 1)
+                 .map(t => t.innerText.split('\\n')[0].slice(0, 60))""")
+        page.set_viewport_size({"width": 1280, "height": 900})
         solution_problem = _click_a_solution_title(page)
         if os.environ.get("SITE_SCREENSHOTS") == "1":  # for a person to look at; off by default, it is slow
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -210,6 +219,8 @@ def test_page_at_laptop_width(browser: object, base_url: str, page_path: str) ->
         visit.close()
 
     assert not visit.problems, f"{page_path} offline: {visit.problems}"
+    assert phone_width <= 390, f"{page_path} scrolls sideways on a phone: {phone_width} px wide"
+    assert not prose_tables, f"{page_path}: tables in the text are wider than a phone: {prose_tables}"
     assert report["pageWidth"] <= 1280, f"{page_path} scrolls sideways: {report['pageWidth']} px wide"
     assert not report["overflowing"], f"{page_path} at 1280 px: {report['overflowing']}"
     if report["characters"] is not None:
@@ -253,21 +264,6 @@ def _click_a_solution_title(page: Page) -> str | None:
     if page.url != url:
         return f"clicking the solution's title jumped to {page.url}"
     return None
-
-
-def test_page_on_a_phone(browser: object, base_url: str, page_path: str) -> None:
-    visit = Visit(browser, base_url, page_path, 390, 844)
-    try:
-        width = visit.page.evaluate("() => document.documentElement.scrollWidth")
-        prose_tables = visit.page.evaluate(
-            """() => [...document.querySelectorAll('.bd-article table')]
-                 .filter(t => !t.closest('.cell_output'))
-                 .filter(t => t.scrollWidth > t.parentElement.clientWidth + 1)
-                 .map(t => t.innerText.split('\\n')[0].slice(0, 60))""")
-    finally:
-        visit.close()
-    assert width <= 390, f"{page_path} scrolls sideways on a phone: {width} px wide"
-    assert not prose_tables, f"{page_path}: tables in the text are wider than a phone: {prose_tables}"
 
 
 class _Anchors(HTMLParser):
