@@ -36,12 +36,24 @@ def write_atomic(path: Path, data: bytes) -> Path:
 
 
 def rows_digest(*frames: object) -> bytes:
-    """The bytes of a hash of each table's rows (every column and the index; ``None`` for a table not given):
-    what identifies the data a model was fitted on, in a cache key."""
+    """The bytes of a hash of each table's rows (``None`` for a table not given): what identifies the data a model
+    was fitted on, in a cache key.
+
+    Only the index and the columns that are not floating point count: ids, labels, categories, times. The float
+    columns (features, embeddings) are computed from those by code whose hash is part of the key too, and their
+    last bits differ between processors, so counting them would make every other machine train anew.
+    """
     import pandas as pd  # here: the world's workers import this module before pandas is needed
 
-    return b"".join(b"-" if frame is None else pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
-                    for frame in frames)
+    digests = []
+    for frame in frames:
+        if frame is None:
+            digests.append(b"-")
+            continue
+        exact = frame[[c for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]]
+        digests.append(str(list(exact.columns)).encode())
+        digests.append(pd.util.hash_pandas_object(exact, index=True).to_numpy().tobytes())
+    return b"".join(digests)
 
 
 def fitted_path(folder: str | Path, kind: str, identity: Iterable[bytes], sources: Iterable[Path]) -> Path:

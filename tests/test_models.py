@@ -144,6 +144,11 @@ def test_a_fitted_network_is_cached_and_replays_its_learning_curve(tmp_path: Pat
     loaded = models.fitted_multitask(config, train, valid, tmp_path, progress=replayed.append)
     assert replayed == printed and loaded.fit_seconds == trained.fit_seconds
     pd.testing.assert_frame_equal(loaded.predict(valid), trained.predict(valid))
+    # Another processor's last bits in the features (not in ids, labels or times) load the same network.
+    floats = train.select_dtypes("float").columns
+    nudged = train.assign(**{c: np.nextafter(train[c].to_numpy(), np.inf) for c in floats})
+    assert models.fitted_multitask(config, nudged, valid, tmp_path, progress=None).fit_seconds == trained.fit_seconds
+    assert len(list(tmp_path.glob("fitted-*.pt"))) == 1
     other = models.fitted_multitask(replace(config, max_epochs=1), train, valid, tmp_path, progress=None)
     fewer = models.fitted_multitask(config, train.iloc[:-1], valid, tmp_path, progress=None)
     assert len(other.learning_curve) == 1 and len(fewer.learning_curve) == 2

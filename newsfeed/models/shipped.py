@@ -68,7 +68,8 @@ def fitted_multitask(config: MultiTaskConfig, train: pd.DataFrame, valid: pd.Dat
     hyperparameter, the seed or the data trains anew. ``progress`` hears each epoch's line either way (a
     loaded network replays its learning curve), so the page reads the same whether it trained or loaded.
     ``fit_seconds`` is the training's own time, from the run that trained it. The file's name is a hash of
-    the configuration and the rows (every column), then of the code: a change to the code replaces the file.
+    the configuration and the rows (``cache.rows_digest``: their ids, labels and times), then of the code: a
+    change to the code replaces the file.
     """
     identity = [repr(config).encode(), rows_digest(train, valid)]
     path = fitted_path(folder, "fitted", identity, _source_files())
