@@ -214,8 +214,8 @@ def fit_retrieval(dataset: features.Dataset, edges: pd.DataFrame, n_people: int,
     """The two-tower model trained on the engagements logged before ``now`` (default ``dataset.serve_at``).
 
     With a ``folder`` (chapter 6 passes ``world.artifacts_folder``) the fitted model is kept there, keyed by the
-    code, the configuration and every table it reads: the same fit is loaded the next time, any change trains
-    anew.
+    simulator, feature and retrieval code, the configuration, ``now`` and the tables it reads (their ids, labels
+    and times: ``cache.rows_digest``): the same fit is loaded the next time, any such change trains anew.
     """
     now = dataset.serve_at if now is None else pd.Timestamp(now)
     config = config or TwoTowerConfig()
