@@ -8,6 +8,7 @@ that replaces the target in one step, so a reader never sees half a file and two
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterable
@@ -63,11 +64,23 @@ def fitted_path(folder: str | Path, kind: str, identity: Iterable[bytes], source
     return Path(folder) / f"{kind}-{fitted}-{code_hash(sources)}.pt"
 
 
-def keep_fitted(path: Path, data: bytes) -> Path:
-    """Write a ``fitted_path`` file and remove the same model fitted by older code beside it."""
-    write_atomic(path, data)
-    kind_and_identity = path.name.rsplit("-", 1)[0]
-    for old in path.parent.glob(f"{kind_and_identity}-*.pt"):
+def torch_bytes(obj: object) -> bytes:
+    """``torch.save`` of ``obj`` (a network, a state), as the bytes a cache file holds."""
+    import torch  # here: the world's workers import this module and need no torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def replace_older(path: Path, pattern: str) -> Path:
+    """Keep ``path`` and remove the other files of ``pattern`` beside it (what older code or data made)."""
+    for old in path.parent.glob(pattern):
         if old != path:
             old.unlink(missing_ok=True)
     return path
+
+
+def keep_fitted(path: Path, data: bytes) -> Path:
+    """Write a ``fitted_path`` file and remove the same model fitted by older code beside it."""
+    return replace_older(write_atomic(path, data), f"{path.name.rsplit('-', 1)[0]}-*.pt")

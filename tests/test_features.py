@@ -216,6 +216,26 @@ def test_snapshot_lookup_equals_the_as_of_join(world: World, log: pd.DataFrame) 
     pd.testing.assert_frame_equal(snapshot.drop(columns=decayed), as_of.drop(columns=decayed), check_exact=False)
 
 
+def test_the_as_of_index_answers_exactly_what_the_as_of_join_does(world: World, log: pd.DataFrame) -> None:
+    aggregates = features.LogAggregates(log, world.posts)
+    requests = features.aggregates.with_post_info(log.sample(2000, random_state=2), aggregates.post_info)
+    # Requests at an event's own instant (ties), keys the log never saw, a missing topic.
+    no_topic = requests.head(50).copy()
+    no_topic["topic"] = pd.Series(np.nan, index=no_topic.index, dtype=requests["topic"].dtype)
+    requests = pd.concat([requests, requests.head(50).assign(user_id=10**9), no_topic], ignore_index=True)
+    for keys, table, prefix in aggregates.tables:
+        expected = features.aggregates.as_of_join(requests, table, keys, prefix)
+        index = features.aggregates.AsOfIndex.of(table, keys)
+        pd.testing.assert_frame_equal(index.join(requests, prefix), expected, check_exact=True)
+    # Missing topics among the events, and a running sum that met a missing value.
+    table = aggregates.tables[4][1].copy()
+    table.loc[table.index[::7], "topic"] = np.nan
+    table.loc[table.index[::11], "click"] = np.nan
+    expected = features.aggregates.as_of_join(requests, table, ["user_id", "topic"], "t_")
+    joined = features.aggregates.AsOfIndex.of(table, ["user_id", "topic"]).join(requests, "t_")
+    pd.testing.assert_frame_equal(joined, expected, check_exact=True)
+
+
 def test_author_followers_count_only_earlier_edges() -> None:
     log, posts = tiny_log()
     users = pd.DataFrame({"user_id": [1, 2, 10], "account_type": ["person", "person", "page"],

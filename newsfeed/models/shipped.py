@@ -4,7 +4,6 @@ load what chapter 4 trained. The cache is keyed by the code and the data: a chan
 from __future__ import annotations
 
 import copy
-import io
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import torch
 
 from newsfeed import features
-from newsfeed.cache import code_hash, fitted_path, keep_fitted, rows_digest, write_atomic
+from newsfeed.cache import code_hash, fitted_path, keep_fitted, replace_older, rows_digest, torch_bytes, write_atomic
 from newsfeed.models.baselines import Chronological, Popularity, gradient_boosting, logistic_regression
 from newsfeed.models.multitask import MultiTask, MultiTaskConfig, epoch_line
 from newsfeed.models.ranker import Ranker
@@ -53,9 +52,7 @@ def final_multitask(dataset: features.Dataset, folder: str | Path, epochs: int |
     final_config = copy.deepcopy(config)
     final_config.max_epochs = epochs
     network = MultiTask(final_config, progress=None).fit(dataset.part("train", "valid"))
-    buffer = io.BytesIO()
-    torch.save(network, buffer)
-    _replace_cached(write_atomic(path, buffer.getvalue()), "multitask-*.pt")
+    replace_older(write_atomic(path, torch_bytes(network)), "multitask-*.pt")
     return network
 
 
@@ -79,9 +76,7 @@ def fitted_multitask(config: MultiTaskConfig, train: pd.DataFrame, valid: pd.Dat
             progress(epoch_line(record))
     else:
         network = MultiTask(copy.deepcopy(config), progress=progress).fit(train, valid)
-        buffer = io.BytesIO()
-        torch.save(network, buffer)
-        keep_fitted(path, buffer.getvalue())
+        keep_fitted(path, torch_bytes(network))
     network.progress = progress
     return network
 
@@ -99,12 +94,5 @@ def final_baselines(dataset: features.Dataset, seed: int = 0, folder: str | Path
     both = dataset.part("train", "valid")
     fitted = {ranker.name: ranker.fit(both) for ranker in rankers}
     if path is not None:
-        _replace_cached(write_atomic(path, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL)), "baselines-*.pkl")
+        replace_older(write_atomic(path, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL)), "baselines-*.pkl")
     return fitted
-
-
-def _replace_cached(path: Path, pattern: str) -> None:
-    """Keep ``path`` and remove the older files of ``pattern`` beside it (models of code that changed since)."""
-    for old in path.parent.glob(pattern):
-        if old != path:
-            old.unlink(missing_ok=True)

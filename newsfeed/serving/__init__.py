@@ -12,23 +12,30 @@ equal the offline ones (no training–serving skew). **Re-ranking** removes post
 trades a little expected engagement for author and topic diversity.
 
 - ``store``: ``FeatureStore``, whose ``view`` is what ``feature_table`` reads;
-- ``retrieval``: ``TwoTower`` (the two-tower model) and ``PostIndex`` (faiss: exact, IVF or HNSW);
+- ``retrieval``: ``TwoTower`` (the two-tower model), ``fit_retrieval`` (trained, or loaded from the cache) and
+  ``PostIndex`` (faiss: exact, IVF or HNSW);
 - ``candidates``: ``CandidateConfig`` and ``CandidateIndex`` (the four sources, and the light ranker's scores);
 - ``rerank``: ``RerankConfig`` and ``rerank``;
-- ``server``: ``FeedServer``, ``build_server``, ``fit_retrieval``, ``quantized`` and latency measurement;
+- ``server``: ``FeedServer``, ``build_server``, ``quantized`` and latency measurement;
 - ``web``: ``create_app`` (FastAPI, ``GET /feed/{user_id}?limit=N``) around the framework-free ``handle``.
 """
 
 from newsfeed.serving.candidates import SOURCES, CandidateConfig, CandidateIndex
 from newsfeed.serving.rerank import RerankConfig, rerank
-from newsfeed.serving.retrieval import INDEX_KINDS, PostIndex, TwoTower, TwoTowerConfig, in_batch_softmax_loss
+from newsfeed.serving.retrieval import (
+    INDEX_KINDS,
+    PostIndex,
+    TwoTower,
+    TwoTowerConfig,
+    fit_retrieval,
+    in_batch_softmax_loss,
+)
 from newsfeed.serving.server import (
     COLD_START,
     COLD_START_POLICIES,
     MAX_LIMIT,
     FeedServer,
     build_server,
-    fit_retrieval,
     latency_table,
     measure_latency,
     quantized,

@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from newsfeed import features, models
     from newsfeed.notebook import setup
-    from newsfeed.serving.server import build_server, fit_retrieval
+    from newsfeed.serving.retrieval import fit_retrieval
+    from newsfeed.serving.server import build_server
     from newsfeed.serving.web import create_app
     from newsfeed.world import artifacts_folder, load_world
 

@@ -19,7 +19,9 @@ expired posts) or an HNSW graph.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,10 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from newsfeed import features
 from newsfeed import vocabulary as vocab
+from newsfeed.cache import fitted_path, keep_fitted, rows_digest, torch_bytes
 from newsfeed.metrics import engagement_score
 from newsfeed.models.multitask import TRAINING_DTYPE
 from newsfeed.validation import require, require_float, require_int
+from newsfeed.world import storage as world_storage
 
 #: The index kinds ``PostIndex`` builds.
 INDEX_KINDS: tuple[str, ...] = ("exact", "ivf", "hnsw")
@@ -318,3 +323,35 @@ class PostIndex:
         require_int("k", k, lo=1)
         scores, ids = self._index.search(np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32), k)
         return ids, scores
+
+
+def fit_retrieval(dataset: features.Dataset, edges: pd.DataFrame, n_people: int, n_accounts: int,
+                  now: str | pd.Timestamp | None = None, config: TwoTowerConfig | None = None,
+                  folder: str | Path | None = None) -> TwoTower:
+    """The two-tower model trained on the engagements logged before ``now`` (default ``dataset.serve_at``).
+
+    With a ``folder`` (chapter 6 passes ``world.artifacts_folder``) the fitted model is kept there, keyed by the
+    simulator, feature and retrieval code, the configuration, ``now`` and the tables it reads (their ids, labels
+    and times: ``cache.rows_digest``): the same fit is loaded the next time, any such change trains anew.
+    """
+    now = dataset.serve_at if now is None else pd.Timestamp(now)
+    config = config or TwoTowerConfig()
+    tables = (dataset.log, dataset.users, dataset.posts, dataset.text, edges)
+    model = TwoTower(copy.deepcopy(config))
+    if folder is None:
+        return model.fit(*tables, now, n_people, n_accounts)
+    identity = [repr(config).encode(), str((now, n_people, n_accounts)).encode(), rows_digest(*tables)]
+    path = fitted_path(folder, "retrieval", identity, _retrieval_sources())
+    if path.exists():
+        return model.restore(torch.load(path, weights_only=False), *tables[1:], now, n_people, n_accounts)
+    model.fit(*tables, now, n_people, n_accounts)
+    keep_fitted(path, torch_bytes(model.state()))
+    return model
+
+
+def _retrieval_sources() -> list[Path]:
+    """The code a fitted two-tower model depends on: the simulator, the features, the metrics, the network's
+    training precision (``models.multitask``) and this module."""
+    package = Path(__file__).parent.parent
+    return [*world_storage.source_files(), *sorted((package / "features").glob("*.py")), package / "metrics.py",
+            package / "models" / "multitask.py", Path(__file__)]

@@ -4,12 +4,10 @@ is built from a dataset, and how its latency is measured."""
 from __future__ import annotations
 
 import copy
-import io
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,15 +15,13 @@ import pandas as pd
 import torch
 
 from newsfeed import features
-from newsfeed.cache import fitted_path, keep_fitted, rows_digest
 from newsfeed.metrics import engagement_score
 from newsfeed.models import MultiTask, Ranker
 from newsfeed.serving.candidates import CandidateConfig, CandidateIndex
 from newsfeed.serving.rerank import RerankConfig, rerank
-from newsfeed.serving.retrieval import TwoTower, TwoTowerConfig
+from newsfeed.serving.retrieval import TwoTower
 from newsfeed.serving.store import FeatureStore
 from newsfeed.validation import require, require_int
-from newsfeed.world import storage as world_storage
 
 #: The most posts one feed request may ask for.
 MAX_LIMIT = 100
@@ -206,39 +202,6 @@ def build_server(ranker: Ranker, dataset: features.Dataset, edges: pd.DataFrame,
     store = FeatureStore.materialize(dataset.aggregates(before), edges, now)
     index = CandidateIndex(before, dataset.posts, edges, dataset.text, now, candidates, retrieval)
     return FeedServer(ranker, store, index, dataset.users, dataset.text, rerank_config or RerankConfig(), **options)
-
-
-def fit_retrieval(dataset: features.Dataset, edges: pd.DataFrame, n_people: int, n_accounts: int,
-                  now: str | pd.Timestamp | None = None, config: TwoTowerConfig | None = None,
-                  folder: str | Path | None = None) -> TwoTower:
-    """The two-tower model trained on the engagements logged before ``now`` (default ``dataset.serve_at``).
-
-    With a ``folder`` (chapter 6 passes ``world.artifacts_folder``) the fitted model is kept there, keyed by the
-    simulator, feature and retrieval code, the configuration, ``now`` and the tables it reads (their ids, labels
-    and times: ``cache.rows_digest``): the same fit is loaded the next time, any such change trains anew.
-    """
-    now = dataset.serve_at if now is None else pd.Timestamp(now)
-    config = config or TwoTowerConfig()
-    tables = (dataset.log, dataset.users, dataset.posts, dataset.text, edges)
-    model = TwoTower(copy.deepcopy(config))
-    if folder is None:
-        return model.fit(*tables, now, n_people, n_accounts)
-    identity = [repr(config).encode(), str((now, n_people, n_accounts)).encode(), rows_digest(*tables)]
-    path = fitted_path(folder, "retrieval", identity, _retrieval_sources())
-    if path.exists():
-        return model.restore(torch.load(path, weights_only=False), *tables[1:], now, n_people, n_accounts)
-    model.fit(*tables, now, n_people, n_accounts)
-    buffer = io.BytesIO()
-    torch.save(model.state(), buffer)
-    keep_fitted(path, buffer.getvalue())
-    return model
-
-
-def _retrieval_sources() -> list[Path]:
-    """The code a fitted two-tower model depends on: the simulator, the features, the metrics and retrieval."""
-    package = Path(features.__file__).parent.parent
-    return [*world_storage.source_files(), *sorted((package / "features").glob("*.py")),
-            package / "metrics.py", package / "serving" / "retrieval.py"]
 
 
 def measure_latency(server: FeedServer, users: Sequence[int], limit: int = 10,

@@ -143,4 +143,4 @@ class WorldConfig:
 def to_timestamps(config: WorldConfig, hours: np.ndarray) -> pd.Series:
     """Timestamps (millisecond resolution) of ``hours`` since the world's start."""
     seconds = np.round(np.asarray(hours, dtype=float) * _HOUR).astype("int64")
-    return pd.Series(config.start_time + pd.to_timedelta(seconds, unit="s")).astype("datetime64[ms]")
+    return pd.Series(np.datetime64(config.start_time, "ms") + seconds.astype("timedelta64[s]"))

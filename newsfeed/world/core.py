@@ -41,7 +41,11 @@ class World:
 
     def hours(self, times: Any) -> np.ndarray:
         """Hours since the world's start for timestamps (strings, ``Timestamp`` s or datetime arrays)."""
-        values = pd.Series(np.atleast_1d(np.asarray(times, dtype=object)))
+        given = np.atleast_1d(np.asarray(times))
+        if np.issubdtype(given.dtype, np.datetime64):  # the simulator's own arrays: no parsing
+            since = given.astype("datetime64[ns]") - np.datetime64(self.config.start_time, "ns")
+            return since / np.timedelta64(1, "h")
+        values = pd.Series(given.astype(object))
         try:
             stamps = pd.to_datetime(values)
         except (ValueError, TypeError):
@@ -69,7 +73,7 @@ class World:
         """Outcomes drawn from the true probabilities (reactions as 0/1 and ``dwell_seconds``)."""
         users, posts, positions, hours, devices = self._validate_query(user_id, post_id, position, time, device)
         probs = _true_probabilities(self, users, posts, positions, hours, devices)
-        return _sample(probs, np.random.default_rng(seed))
+        return pd.DataFrame(_sample(probs, np.random.default_rng(seed)))
 
     def true_topics(self, post_id: Any) -> np.ndarray:
         """Each post's true topic, by name. The ``topic`` column of ``posts`` is a tagger's label, wrong for
@@ -98,13 +102,14 @@ class World:
         require("position", np.ravel(positions)[:3].tolist(),
                  np.issubdtype(positions.dtype, np.number) and bool(np.all(positions >= 1)),
                  "integers >= 1 (1 is the top of the feed)")
-        hours = self.hours(np.ravel(np.asarray(time, dtype=object))).reshape(np.shape(time))
+        hours = self.hours(np.ravel(np.asarray(time))).reshape(np.shape(time))
         devices = self._primary_devices(users) if device is None else _device_codes(device)
         users, posts, positions, hours, devices = (np.ravel(x) for x in np.broadcast_arrays(
             users, posts, positions, hours, devices))
         early = hours < self._post_hours[posts]
-        require("time", self.timestamps(hours[early][:3]).astype(str).tolist(), not early.any(),
-                 "times at or after the post's created_at (a post cannot be shown before it exists)")
+        if early.any():
+            require("time", self.timestamps(hours[early][:3]).astype(str).tolist(), False,
+                    "times at or after the post's created_at (a post cannot be shown before it exists)")
         return users.astype(np.int64), posts.astype(np.int64), positions.astype(float), hours, devices
 
     def _primary_devices(self, users: np.ndarray) -> np.ndarray:

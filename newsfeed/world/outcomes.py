@@ -85,12 +85,14 @@ class GroundTruth:
 
 
 def _device_codes(devices: Any) -> np.ndarray:
+    """Each device name's index in ``DEVICES``."""
     values = np.atleast_1d(np.asarray(devices, dtype=object))
+    seen, distinct = pd.factorize(values.ravel(), use_na_sentinel=False)  # a hash per row, a lookup per name
     lookup = {name: code for code, name in enumerate(DEVICES)}
-    bad = [v for v in set(values.tolist()) if v not in lookup]
+    bad = [name for name in distinct.tolist() if name not in lookup]
     require("device", sorted(map(str, bad))[:3], not bad, f"one of {', '.join(DEVICES)}")
-    return np.array([lookup[v] for v in values.tolist()], dtype=np.int64).reshape(values.shape)
-
+    codes = np.array([lookup[name] for name in distinct.tolist()], dtype=np.int64)
+    return codes[seen].reshape(values.shape)
 
 
 def _edge_lookup(world: World, users: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +106,9 @@ def _edge_lookup(world: World, users: np.ndarray, targets: np.ndarray) -> tuple[
 
 
 def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, positions: np.ndarray,
-                        hours: np.ndarray, devices: np.ndarray) -> pd.DataFrame:
+                        hours: np.ndarray, devices: np.ndarray) -> dict[str, np.ndarray]:
+    """Each reaction's probability (``p_<reaction>``), the expected dwell, and for drawing outcomes the chance
+    of being examined (``_examined``) and the mean log reading time (``_mu``), one array entry per row."""
     cfg, truth = world.config, world.truth
     topic = truth.post_topic[posts]
     interest = truth.interests[users, topic]
@@ -139,23 +143,22 @@ def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, posi
     out["expected_dwell"] = (1 - examined) * 0.9 + examined * read * (1 + p_click_given_exam * (np.exp(1.2) - 1))
     out["_examined"] = examined
     out["_mu"] = mu
-    return pd.DataFrame(out)
+    return out
 
 
-def _sample(probs: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _sample(probs: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw outcomes: examined ~ position bias; each reaction ~ its conditional probability if examined."""
-    n = len(probs)
-    examined = rng.random(n) < probs["_examined"].to_numpy()
+    n = len(probs["_examined"])
+    examined = rng.random(n) < probs["_examined"]
     out = {}
     for reaction in REACTIONS:
-        conditional = probs[f"p_{reaction}"].to_numpy() / probs["_examined"].to_numpy()
+        conditional = probs[f"p_{reaction}"] / probs["_examined"]
         out[reaction] = (examined & (rng.random(n) < conditional)).astype(np.int8)
-    reading = np.exp(probs["_mu"].to_numpy() + 1.2 * out["click"] + 0.8 * rng.standard_normal(n))
+    reading = np.exp(probs["_mu"] + 1.2 * out["click"] + 0.8 * rng.standard_normal(n))
     scroll = rng.uniform(0.3, 1.5, n)
     out["dwell_seconds"] = np.round(np.where(examined, reading, scroll), 1)
-    return pd.DataFrame(out)
+    return out
 
 
-def _public(probs: pd.DataFrame) -> pd.DataFrame:
-    return probs[[f"p_{r}" for r in REACTIONS] + ["expected_dwell"]].reset_index(drop=True)
-
+def _public(probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({name: probs[name] for name in (*(f"p_{r}" for r in REACTIONS), "expected_dwell")})

@@ -13,9 +13,9 @@ book's other policies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -113,13 +113,20 @@ class _Counters:
         self.per_post = {name: np.zeros(n_posts, dtype=np.int64) for name in ("impressions", *_COUNTED)}
         self.seen: dict[int, set[int]] = {}
 
-    def add(self, users: np.ndarray, posts: np.ndarray, reactions: pd.DataFrame) -> None:
+    def add(self, users: np.ndarray, posts: np.ndarray, reactions: Mapping[str, Any]) -> None:
         """Count impressions of ``posts`` shown to ``users`` with their ``reactions`` (0/1 columns)."""
-        np.add.at(self.per_post["impressions"], posts, 1)
+        n_posts = len(self.per_post["impressions"])
+        self.per_post["impressions"] += np.bincount(posts, minlength=n_posts)
         for name in _COUNTED:
-            np.add.at(self.per_post[name], posts, reactions[name].to_numpy(dtype=np.int64))
-        for user, post in zip(users.tolist(), posts.tolist(), strict=True):
-            self.seen.setdefault(user, set()).add(post)
+            counts = np.asarray(reactions[name], dtype=np.int64)
+            self.per_post[name] += np.bincount(posts, weights=counts, minlength=n_posts).astype(np.int64)
+        # Each user's posts in one slice of the user-sorted rows: one set update per user, not per row.
+        order = np.argsort(users, kind="stable")
+        by_user, by_user_posts = users[order], posts[order]
+        starts = np.flatnonzero(np.r_[True, by_user[1:] != by_user[:-1]]) if len(users) else np.empty(0, int)
+        ends = np.r_[starts[1:], len(users)]
+        for user, lo, hi in zip(by_user[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+            self.seen.setdefault(user, set()).update(by_user_posts[lo:hi].tolist())
 
     @classmethod
     def from_log(cls, n_posts: int, earlier_impressions: pd.DataFrame | None) -> _Counters:
@@ -144,6 +151,7 @@ class _Sessions:
     users: np.ndarray
     hours: np.ndarray
     devices: np.ndarray
+    device_codes: np.ndarray
     depth: np.ndarray
 
     @classmethod
@@ -152,7 +160,9 @@ class _Sessions:
         ids = sessions["session_id"].to_numpy(dtype=np.int64)
         return cls(ids=ids, users=sessions["user_id"].to_numpy(dtype=np.int64),
                    hours=world.hours(sessions["started_at"].to_numpy()),
-                   devices=sessions["device"].to_numpy(dtype=object), depth=world.truth.session_depth[ids])
+                   devices=sessions["device"].to_numpy(dtype=object),
+                   device_codes=_device_codes(sessions["device"].to_numpy(dtype=object)),
+                   depth=world.truth.session_depth[ids])
 
 
 def _candidates(world: World, network: _Network, batch: range, sessions: _Sessions, counters: _Counters,
@@ -170,11 +180,15 @@ def _candidates(world: World, network: _Network, batch: range, sessions: _Sessio
     pool_weight = (per_post["like"][pool] + 0.2 * per_post["click"][pool] + 1.0) if len(pool) else None
     discovery = (rng.choice(pool, size=(len(batch), cfg.discovery_candidates), p=pool_weight / pool_weight.sum())
                  if cfg.discovery_candidates and len(pool) else None)
+    # Post ids are in time order, so a time window is a range of ids: the first post at or after each bound.
+    hours = sessions.hours[batch.start:batch.stop]
+    first_id = np.searchsorted(post_hours, hours - cfg.candidate_window_hours).tolist()
+    end_id = np.searchsorted(post_hours, hours).tolist()
     rows_session, rows_post = [], []
     for i in batch:
         user, t = int(sessions.users[i]), sessions.hours[i]
         inbox = network.inbox(user)
-        ib_lo, ib_hi = np.searchsorted(post_hours[inbox], [t - cfg.candidate_window_hours, t])
+        ib_lo, ib_hi = np.searchsorted(inbox, [first_id[i - batch.start], end_id[i - batch.start]])
         cand = inbox[max(ib_lo, ib_hi - cfg.max_network_candidates):ib_hi]
         if discovery is not None:
             extra = discovery[i - batch.start]
@@ -223,14 +237,14 @@ def _choose(policy: Policy, candidates: pd.DataFrame, r_sess: np.ndarray,
 
 
 def _show(world: World, sessions: _Sessions, row_session: np.ndarray, posts: np.ndarray, position: np.ndarray,
-          rng: np.random.Generator) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+          rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Step 3: show the chosen posts (4 s of scrolling per position) and draw the user's reactions from the
     ground truth. Returns the shown rows' hours and true probabilities, and the sampled outcomes."""
     hours = sessions.hours[row_session] + (position - 1) * 4.0 / _HOUR
-    devices = _device_codes(sessions.devices[row_session])
+    devices = sessions.device_codes[row_session]
     probs = _true_probabilities(world, sessions.users[row_session], posts, position.astype(float), hours, devices)
     outcomes = _sample(probs, rng)
-    shown = {"hours": hours, **{name: probs[name].to_numpy() for name in probs.columns if not name.startswith("_")}}
+    shown = {"hours": hours, **{name: values for name, values in probs.items() if not name.startswith("_")}}
     return shown, outcomes
 
 
@@ -256,7 +270,7 @@ def rollout(world: World, policy: Policy, sessions: pd.DataFrame, rng: np.random
         counters.add(served.users[rows], posts, outcomes)
         shown.update({"row_session": rows, "post_id": posts, "position": position,
                       "source": candidates["source"].to_numpy()[take]})
-        shown.update({name: outcomes[name].to_numpy() for name in outcomes.columns})
+        shown.update(outcomes)
         shown_parts.append(shown)
     return _logged(world, served, shown_parts)
 
