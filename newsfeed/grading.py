@@ -35,74 +35,9 @@ import nbformat
 import numpy as np
 import pandas as pd
 
+from newsfeed.answers import ANSWERS_MARK, PARAMETERS_MARK, answer_table
 from newsfeed.teaching import ROOT, graded_exercises, solution_code_cells
 from newsfeed.validation import require
-
-ANSWERS_MARK = "ANSWERS "
-PARAMETERS_MARK = "PARAMETERS "
-
-
-def _as_table(value: Any) -> pd.DataFrame | None:
-    """Numbers, Series, dicts and DataFrames as one DataFrame, so every answer compares the same way."""
-    if isinstance(value, pd.DataFrame):
-        return value
-    if isinstance(value, pd.Series):
-        return value.to_frame("value")
-    if isinstance(value, dict):
-        return _as_table(pd.Series(value))
-    if isinstance(value, int | float | np.number | np.ndarray | list | tuple):
-        try:
-            return pd.DataFrame({"value": np.ravel(np.asarray(value, dtype=float))})
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def _plain(value: Any) -> Any:
-    """One cell of an answer as JSON: booleans and numbers as themselves (NaN included), anything else as text."""
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | float | np.integer | np.floating):
-        return float(value)
-    return None if value is None else str(value)
-
-
-def answer_data(value: Any) -> dict[str, Any]:
-    """An answer as plain data, the only form in which it leaves a kernel: a table of numbers and labels (row
-    and column labels as text), or the reason it is not one."""
-    if value is None:
-        return {"problem": "not set (still None)"}
-    table = _as_table(value)
-    if table is None:
-        return {"problem": f"expected numbers, a Series or a DataFrame, got {type(value).__name__}"}
-    return {"index": [str(label) for label in table.index], "columns": [str(label) for label in table.columns],
-            "values": [[_plain(cell) for cell in row] for row in table.to_numpy(object)]}
-
-
-def answer_table(data: Any) -> pd.DataFrame | str:
-    """An answer's data back as a DataFrame, or the reason there is none (data from a student's kernel is
-    checked, not trusted)."""
-    if not isinstance(data, dict):
-        return "not captured: the notebook stopped before this answer"
-    if "problem" in data:
-        return str(data["problem"])
-    try:
-        return pd.DataFrame(data["values"], index=data["index"], columns=data["columns"]).infer_objects()
-    except (KeyError, TypeError, ValueError) as error:
-        return f"an answer that could not be read ({type(error).__name__})"
-
-
-def print_answers(label: str, names: list[str], namespace: dict[str, Any]) -> None:
-    """Print an exercise's answers as one JSON line: run inside the kernel, right after the answer's cells."""
-    answers = {name: answer_data(namespace.get(name)) for name in names}
-    print(ANSWERS_MARK + json.dumps({"exercise": label, "answers": answers}))
-
-
-def print_parameters(names: list[str], namespace: dict[str, Any]) -> None:
-    """Print the setup cell's parameters (text, whole numbers, decimals, booleans) as one JSON line."""
-    values = {name: namespace.get(name) for name in names}
-    print(PARAMETERS_MARK + json.dumps({name: value for name, value in values.items()
-                                        if isinstance(value, bool | int | float | str)}))
 
 
 def compare(submitted: pd.DataFrame | str, expected: pd.DataFrame, spec: dict[str, Any]) -> str | None:
@@ -167,14 +102,14 @@ def setup_parameters(notebook: nbformat.NotebookNode) -> tuple[int | None, list[
 
 
 def _capture(code: str) -> nbformat.NotebookNode:
-    cell = nbformat.v4.new_code_cell(f"from newsfeed import grading as _grading\n{code}")
+    cell = nbformat.v4.new_code_cell(f"from newsfeed import answers as _answers\n{code}")
     cell.metadata["grading"] = {"capture": True}
     return cell
 
 
 def _answer_capture(label: str, exercise: dict[str, Any]) -> nbformat.NotebookNode:
     """The cell that prints an exercise's answers as data, right after the cells that compute them."""
-    return _capture(f"_grading.print_answers({label!r}, {list(exercise['answers'])!r}, globals())")
+    return _capture(f"_answers.print_answers({label!r}, {list(exercise['answers'])!r}, globals())")
 
 
 def answers_notebook(submission: nbformat.NotebookNode, teacher: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -191,7 +126,7 @@ def answers_notebook(submission: nbformat.NotebookNode, teacher: nbformat.Notebo
             pending = None
         cells.append(copy.deepcopy(cell))
         if index == setup_index:
-            cells.append(_capture(f"_grading.print_parameters({teacher_names!r}, globals())"))
+            cells.append(_capture(f"_answers.print_parameters({teacher_names!r}, globals())"))
         if label in graded:
             pending = label
     if pending:

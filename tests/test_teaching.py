@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from newsfeed import grading, teaching
+from newsfeed import answers, grading, teaching
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -190,15 +190,15 @@ def test_a_broken_submission_is_reported_and_the_batch_goes_on(tiny: tuple, tmp_
 
 def test_answers_leave_the_kernel_as_data_and_compare_within_tolerance() -> None:
     table = pd.DataFrame({"click": [1.0, 0.5, np.nan], "like": [1, 2, 3]}, index=[1, 2, 3])
-    data = json.loads(json.dumps(grading.answer_data(table)))
-    assert grading.compare(grading.answer_table(data), grading.answer_table(data), {"rtol": 1e-6}) is None
-    nudged = grading.answer_data(table * (1 + 1e-4))
+    data = json.loads(json.dumps(answers.answer_data(table)))
+    assert grading.compare(answers.answer_table(data), answers.answer_table(data), {"rtol": 1e-6}) is None
+    nudged = answers.answer_data(table * (1 + 1e-4))
     assert "differ by more than the tolerance" in grading.compare(
-        grading.answer_table(nudged), grading.answer_table(data), {"rtol": 1e-6})
-    assert grading.compare(grading.answer_table(nudged), grading.answer_table(data), {"rtol": 1e-2}) is None
-    assert grading.answer_table(grading.answer_data(None)) == "not set (still None)"
-    assert "got str" in grading.answer_table(grading.answer_data("0.5"))
-    assert "could not be read" in grading.answer_table({"values": 1})
+        answers.answer_table(nudged), answers.answer_table(data), {"rtol": 1e-6})
+    assert grading.compare(answers.answer_table(nudged), answers.answer_table(data), {"rtol": 1e-2}) is None
+    assert answers.answer_table(answers.answer_data(None)) == "not set (still None)"
+    assert "got str" in answers.answer_table(answers.answer_data("0.5"))
+    assert "could not be read" in answers.answer_table({"values": 1})
 
 
 def test_parameters_reach_the_reference_as_literals_only() -> None:
