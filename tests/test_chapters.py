@@ -14,6 +14,7 @@ from newsfeed.notebook import PAGE_WIDTH
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))  # the chapters and the appendix pages
 TOC = (ROOT / "_toc.yml").read_text()
 BIB_KEYS = set(re.findall(r"@\w+\{(\w+),", (ROOT / "references.bib").read_text()))
 
@@ -120,7 +121,7 @@ LINE_WIDTH = PAGE_WIDTH
 SOLUTION_WIDTH = 92
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_code_and_printed_output_fit_the_page(path: Path) -> None:
     cells = json.loads(path.read_text())["cells"]
     lines = []
