@@ -11,8 +11,9 @@ relevance; "ndcg@10_logged" uses the logged weighted engagement instead (biased 
 order); "auc_<reaction>" is ROC-AUC on the logged impressions; "auc_lift_share_<reaction>" is the share of the
 oracle's AUC lift over random (0.5) that a model captures; "calibration_<reaction>" is the mean predicted
 probability over the observed rate (1 is calibrated; not for random). With ``--seeds``, the report gains
-"network_seeds": the network's metrics for each training seed (same world, same data) and their mean and
-standard deviation, which is the yardstick for any difference between models in the third decimal.
+"network_seeds": the network's metrics for each training seed (same world, same data, the shipped epoch count:
+``models.reseeded``, as chapter 5 trains them) and their mean and standard deviation, which is the yardstick
+for any difference between models in the third decimal.
 
 ``--epochs`` trains the network for that many epochs instead of the count early stopping chose, and ``--trees``
 gives the gradient-boosted trees that many trees instead of the shipped 120: both make a quick run (the test suite's,
@@ -63,14 +64,12 @@ def baselines(dataset: features.Dataset, seed: int, folder: Path, trees: int) ->
     return {ranker.name: ranker.fit(both) for ranker in rankers}
 
 
-def network(dataset: features.Dataset, folder: Path, epochs: int | None,
-            config: models.MultiTaskConfig | None = None) -> models.MultiTask:
+def network(dataset: features.Dataset, folder: Path, epochs: int | None) -> models.MultiTask:
     """The network as shipped (early stopping's epoch count, cached in ``folder``), or trained ``epochs`` epochs
     and cached apart, in ``<folder>-epochs<epochs>``."""
     if epochs is None:
-        return models.final_multitask(dataset, folder, config=config)
-    return models.final_multitask(dataset, folder.with_name(f"{folder.name}-epochs{epochs}"), epochs=epochs,
-                                  config=config)
+        return models.final_multitask(dataset, folder)
+    return models.final_multitask(dataset, folder.with_name(f"{folder.name}-epochs{epochs}"), epochs=epochs)
 
 
 def main() -> int:
@@ -78,7 +77,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of every model (default 0)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[],
-                        help="also retrain the network with each of these training seeds (about 40 s each)")
+                        help="also the network retrained with each of these seeds (about 40 s each, unless cached)")
     parser.add_argument("--scale", default="default", choices=list(SCALES),
                         help="world scale (default: default)")
     parser.add_argument("--epochs", type=int, default=None,
@@ -114,11 +113,10 @@ def main() -> int:
     random_scores = rng.random(len(test))
     report["random"] = evaluate(random_scores, None, test, sessions, true_engagement, logged_engagement)
     seeded = {}
+    shipped = rankers[models.MultiTask.name]
+    where = folder if args.epochs is None else folder.with_name(f"{folder.name}-epochs{args.epochs}")
     for seed in args.seeds:
-        config = models.MultiTaskConfig(seed=seed)
-        # The shipped network's seed reuses its cache.
-        where = folder if config == models.MultiTaskConfig() else folder / "seeds" / f"seed{seed}"
-        retrained = network(dataset, where, args.epochs, config=config)
+        retrained = models.reseeded(shipped, dataset, seed, where)  # chapter 5's recipe: same epochs, other seed
         seeded[seed] = evaluate(retrained.score(test), retrained.predict(test), test, sessions, true_engagement,
                                 logged_engagement)
     for row in [*report["models"].values(), *seeded.values()]:

@@ -162,6 +162,20 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean(probabilities)) / observed if observed else float("nan")
 
 
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """The mean gap between predicted and observed rates across the range: the rows sorted by prediction and cut
+    into ``bins`` groups of equal size, ``|mean prediction - observed rate|`` per group, averaged (equal
+    weights, as the groups are equal). ``calibration`` compares only the overall means; this sees a head that is
+    too high on its likely rows and too low on its unlikely ones, which averages out there."""
+    require_int("bins", bins, lo=1)
+    labels, probabilities = np.asarray(labels, dtype=float), np.asarray(probabilities, dtype=float)
+    require("probabilities", f"{len(probabilities)} values for {len(labels)} labels",
+            len(probabilities) == len(labels) >= bins, f"one probability per label, and at least {bins} rows")
+    order = np.argsort(probabilities, kind="stable")
+    groups = np.array_split(order, bins)
+    return float(np.mean([abs(probabilities[g].mean() - labels[g].mean()) for g in groups]))
+
+
 def reaction_report(labels: pd.DataFrame, probabilities: pd.DataFrame,
                     reactions: tuple[str, ...] = REACTIONS) -> pd.DataFrame:
     """Per reaction: ROC-AUC, PR-AUC (average precision), log loss, and calibration (mean predicted over

@@ -9,7 +9,9 @@ from sklearn.metrics import average_precision_score, ndcg_score
 
 from newsfeed.metrics import (
     ENGAGEMENT_WEIGHTS,
+    calibration,
     engagement_score,
+    expected_calibration_error,
     gini,
     map_at_k,
     ndcg_at_k,
@@ -117,3 +119,17 @@ def test_true_engagement_is_the_weighted_score_at_the_top(small: World) -> None:
     at_top = small.probabilities(rows["user_id"], rows["post_id"], 1, rows["timestamp"], rows["device"])
     np.testing.assert_allclose(true_engagement(small, rows), engagement_score(at_top, prefix="p_").to_numpy())
     assert true_engagement(small, rows.assign(position=9)).tolist() == true_engagement(small, rows).tolist()
+
+
+def test_expected_calibration_error_sees_what_the_mean_ratio_averages_out() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.1, 0.3, 100_000)
+    labels = (rng.random(len(truth)) < truth).astype(int)
+    # Too high where likely, too low where unlikely: the means agree, the bins do not.
+    stretched = 0.2 + 1.5 * (truth - 0.2)
+    assert calibration(labels, stretched) == pytest.approx(1.0, abs=0.02)
+    assert expected_calibration_error(labels, truth) < 0.01 < expected_calibration_error(labels, stretched)
+    with pytest.raises(ValueError, match="bins=0 is invalid"):
+        expected_calibration_error(labels, truth, bins=0)
+    with pytest.raises(ValueError, match="probabilities='3 values for 100000 labels' is invalid"):
+        expected_calibration_error(labels, truth[:3])

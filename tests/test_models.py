@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from newsfeed import features, models
 from newsfeed.models import shipped
-from newsfeed.world import WorldConfig, simulate
+from newsfeed.world import REACTIONS, WorldConfig, simulate
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,37 @@ def test_final_baselines_are_cached(tmp_path: Path, dataset: features.Dataset, m
     rows = dataset.part("test").head(200)
     for name, ranker in trained.items():
         pd.testing.assert_frame_equal(loaded[name].predict(rows), ranker.predict(rows))
+
+
+class _Shifted(models.Ranker):
+    """Knows each row's true probabilities, and reports every head 1.5 times too high on the odds scale."""
+
+    name = "shifted"
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> _Shifted:
+        return self
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        odds = table[list(models.PROBABILITY_COLUMNS)] / (1 - table[list(models.PROBABILITY_COLUMNS)]) * 1.5
+        return odds / (1 + odds)
+
+
+def test_platt_scaling_recalibrates_each_head_on_fresh_rows_and_keeps_its_order() -> None:
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({f"p_{r}": rng.uniform(0.01, 0.3, 40_000) for r in REACTIONS})
+    for reaction in REACTIONS:
+        rows[reaction] = (rng.random(len(rows)) < rows[f"p_{reaction}"]).astype(int)
+    fresh, later = rows.iloc[:20_000], rows.iloc[20_000:]
+    shifted = _Shifted()
+    calibrated = models.Calibrated(shifted).fit(fresh)
+    before, after = shifted.predict(later), calibrated.predict(later)
+    for reaction in REACTIONS:
+        ratio = after[f"p_{reaction}"].mean() / later[reaction].mean()
+        assert before[f"p_{reaction}"].mean() / later[reaction].mean() > 1.2 and 0.95 < ratio < 1.05, reaction
+        assert roc_auc_score(later[reaction], after[f"p_{reaction}"]) == pytest.approx(
+            roc_auc_score(later[reaction], before[f"p_{reaction}"]), abs=1e-12)  # monotone: the order stays
+    assert calibrated.name == "shifted, recalibrated"
+    with pytest.raises(ValueError, match="labels='0 positive click labels of 100' is invalid"):
+        models.PlattScaling.fit(before.head(100), later.head(100).assign(click=0))
+    with pytest.raises(Exception, match="not fitted"):
+        models.Calibrated(shifted).predict(later)

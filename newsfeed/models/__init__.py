@@ -8,9 +8,11 @@ every column, which is enough for ranking metrics and ROC-AUC but not for calibr
 - ``ranker``: the ``Ranker`` interface, ``serving_view`` and the negative-sampling correction;
 - ``baselines``: reverse-chronological, popularity, logistic regression and gradient-boosted trees;
 - ``multitask``: the multi-task network, its configuration and training loop;
+- ``calibration``: ``PlattScaling`` of each head on fresh rows, and ``Calibrated``, a ranker recalibrated so;
 - ``shipped``: the rankers as the book ships them, trained on weeks 1–3 and cached in
   ``data/models/<scale>-seed<seed>/`` (``newsfeed.world.artifacts_folder``; the default world's are committed),
-  keyed by the code and the data; ``fitted_multitask``, any configuration's network cached the same way.
+  keyed by the code and the data; ``fitted_multitask``, any configuration's network cached the same way, and
+  ``reseeded``, the shipped recipe with another training seed.
 """
 
 from newsfeed.models.baselines import (
@@ -20,6 +22,7 @@ from newsfeed.models.baselines import (
     gradient_boosting,
     logistic_regression,
 )
+from newsfeed.models.calibration import Calibrated, PlattScaling
 from newsfeed.models.multitask import MultiTask, MultiTaskConfig, MultiTaskNetwork
 from newsfeed.models.ranker import (
     PROBABILITY_COLUMNS,
@@ -28,8 +31,9 @@ from newsfeed.models.ranker import (
     downsample_negatives,
     serving_view,
 )
-from newsfeed.models.shipped import final_baselines, final_multitask, fitted_multitask
+from newsfeed.models.shipped import final_baselines, final_multitask, fitted_multitask, reseeded
 
-__all__ = ["PROBABILITY_COLUMNS", "Chronological", "MultiTask", "MultiTaskConfig", "MultiTaskNetwork", "PerReaction",
-           "Popularity", "Ranker", "correct_for_negative_sampling", "downsample_negatives", "final_baselines",
-           "final_multitask", "fitted_multitask", "gradient_boosting", "logistic_regression", "serving_view"]
+__all__ = ["PROBABILITY_COLUMNS", "Calibrated", "Chronological", "MultiTask", "MultiTaskConfig", "MultiTaskNetwork",
+           "PerReaction", "PlattScaling", "Popularity", "Ranker", "correct_for_negative_sampling",
+           "downsample_negatives", "final_baselines", "final_multitask", "fitted_multitask", "gradient_boosting",
+           "logistic_regression", "reseeded", "serving_view"]

@@ -4,6 +4,7 @@ load what chapter 4 trained. The cache is keyed by the code and the data: a chan
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,17 @@ def fitted_multitask(config: MultiTaskConfig, train: pd.DataFrame, valid: pd.Dat
         keep_fitted(path, torch_bytes(network))
     network.progress = progress
     return network
+
+
+def reseeded(network: MultiTask, dataset: features.Dataset, seed: int, folder: str | Path) -> MultiTask:
+    """The shipped ``network``'s recipe with another training seed: the same configuration and epoch count,
+    trained on weeks 1–3 (train and validation), cached like ``fitted_multitask`` (the default world's five
+    seeds are committed). What changes from seed to seed is the yardstick of any difference between models;
+    chapter 5 reads the heads' calibration across seeds."""
+    if seed == network.config.seed:
+        return network
+    config = dataclasses.replace(network.config, seed=seed)
+    return fitted_multitask(config, dataset.part("train", "valid"), None, folder, progress=None)
 
 
 def final_baselines(dataset: features.Dataset, seed: int = 0, folder: str | Path | None = None) -> dict[str, Ranker]:
