@@ -17,7 +17,6 @@ inputs from ``features.aggregate_inputs``, so only the engine differs:
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -88,19 +87,9 @@ def make_client(address: str | None = None, workers: int = 2, memory_limit: str 
     if address is not None:
         return Client(address)
     require_int("workers", workers, lo=1)
-    import dask
-
-    with dask.config.set({"distributed.worker.multiprocessing-method": start_method()}):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               memory_limit=memory_limit, silence_logs=logging.ERROR)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           memory_limit=memory_limit, silence_logs=logging.ERROR)
     return Client(cluster)
-
-
-def start_method() -> str:
-    """How local worker processes start: forked on Linux, where a child begins with its parent's imports
-    (ready at once, instead of importing pandas, torch and this package anew, seconds per process); spawned
-    on macOS and Windows, where forking a process that holds threads is unsafe or impossible."""
-    return "fork" if sys.platform == "linux" else "spawn"
 
 
 def _within_partition(part: pd.DataFrame, keys: list[str], values: list[str],

@@ -28,7 +28,6 @@ import torch.multiprocessing as mp
 
 from newsfeed.models import MultiTask, MultiTaskConfig
 from newsfeed.models.multitask import TRAINING_DTYPE
-from newsfeed.scaling.pipeline import start_method
 from newsfeed.validation import require_int
 
 
@@ -96,8 +95,9 @@ def fit_data_parallel(train: pd.DataFrame, config: MultiTaskConfig, world_size: 
     with tempfile.TemporaryDirectory() as folder:
         torch.save({"model": model, "inputs": inputs, "reactions": reactions, "dwell": dwell},
                    Path(folder) / "setup.pt")
-        mp.start_processes(_worker, args=(world_size, _free_port(), folder), nprocs=world_size, join=True,
-                           start_method=start_method())
+        # Spawned, not forked: a process that holds threads (a Jupyter kernel, a test runner's worker) can
+        # deadlock a forked child on a lock one of its threads held (seen under pytest-xdist).
+        mp.spawn(_worker, args=(world_size, _free_port(), folder), nprocs=world_size, join=True)
         result: dict[str, Any] = torch.load(Path(folder) / "result.pt", weights_only=False)
     model.network_, _ = model.new_network(inputs[0].shape[1])
     model.network_.load_state_dict(result.pop("state"))
