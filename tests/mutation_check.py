@@ -54,6 +54,19 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("logQ correction added instead of subtracted", "newsfeed/serving/retrieval.py",
      "logits = logits - log_q[None, :]", "logits = logits + log_q[None, :]",
      "tests/test_serving.py::test_in_batch_loss_corrects_for_popularity_and_skips_repeats"),
+    # Added with the code they guard (2026-12-04).
+    ("as-of index counts an event at the request's own instant", "newsfeed/features/aggregates.py",
+     'before = np.searchsorted(self.times, asked, side="left")',
+     'before = np.searchsorted(self.times, asked, side="right")',
+     "tests/test_features.py::test_the_as_of_index_answers_exactly_what_the_as_of_join_does"),
+    ("Platt scaling drops its intercept", "newsfeed/models/calibration.py",
+     "logit = slope * _logit(predicted[column].to_numpy()) + intercept",
+     "logit = slope * _logit(predicted[column].to_numpy())",
+     "tests/test_models.py::test_platt_scaling_recalibrates_each_head_on_fresh_rows_and_keeps_its_order"),
+    ("rollout counters count each impression twice", "newsfeed/world/rollout.py",
+     'self.per_post["impressions"] += np.bincount(posts, minlength=n_posts)',
+     'self.per_post["impressions"] += 2 * np.bincount(posts, minlength=n_posts)',
+     "tests/test_world.py::test_rollout_candidates_carry_each_posts_counts_so_far"),
 ]
 
 

@@ -206,6 +206,31 @@ def test_rollout_rewards_a_better_policy(small: World) -> None:
         small.rollout(random, week.drop(columns="device"))
 
 
+def test_rollout_candidates_carry_each_posts_counts_so_far(small: World) -> None:
+    start = pd.Timestamp("2026-01-26")
+    week = small.sessions[small.sessions["started_at"] >= start]
+    history = small.impressions[small.impressions["timestamp"] < start]
+    seen: list[pd.DataFrame] = []
+
+    def recording(candidates: pd.DataFrame) -> np.ndarray:
+        seen.append(candidates)
+        return np.zeros(len(candidates))
+
+    served = small.rollout(recording, week, seed=0, earlier_impressions=history).impressions
+    first = seen[0]  # the first batch knows the history only
+    logged = history.drop_duplicates()  # a logging retry repeats a row; the world counted it once
+    counts = logged.groupby("post_id").agg(impressions=("like", "size"), likes=("like", "sum"))
+    expected = counts.reindex(first["post_id"]).fillna(0)
+    assert (first["impressions_so_far"].to_numpy() == expected["impressions"].to_numpy()).all()
+    assert (first["likes_so_far"].to_numpy() == expected["likes"].to_numpy()).all()
+    # The last batch knows the history and every earlier batch of this rollout.
+    last = seen[-1]
+    started = served["session_id"].map(week.set_index("session_id")["started_at"])
+    before = pd.concat([logged, served[started < last["requested_at"].min()]])  # the earlier batches' sessions
+    counted = before.groupby("post_id").size().reindex(last["post_id"]).fillna(0).to_numpy()
+    assert (last["impressions_so_far"].to_numpy() == counted).all()
+
+
 def test_rollout_refuses_sessions_of_another_world(small: World) -> None:
     week = small.sessions.head(5)
     stranger = week.assign(user_id=[0, 1, 2, 3, small.n_people])  # a page, or nobody: not a person here
