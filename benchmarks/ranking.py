@@ -64,12 +64,15 @@ def baselines(dataset: features.Dataset, seed: int, folder: Path, trees: int) ->
     return {ranker.name: ranker.fit(both) for ranker in rankers}
 
 
+def network_folder(folder: Path, epochs: int | None) -> Path:
+    """Where the network is cached: ``folder`` as shipped, ``<folder>-epochs<epochs>`` for a quick run."""
+    return folder if epochs is None else folder.with_name(f"{folder.name}-epochs{epochs}")
+
+
 def network(dataset: features.Dataset, folder: Path, epochs: int | None) -> models.MultiTask:
     """The network as shipped (early stopping's epoch count, cached in ``folder``), or trained ``epochs`` epochs
-    and cached apart, in ``<folder>-epochs<epochs>``."""
-    if epochs is None:
-        return models.final_multitask(dataset, folder)
-    return models.final_multitask(dataset, folder.with_name(f"{folder.name}-epochs{epochs}"), epochs=epochs)
+    and cached apart (``network_folder``)."""
+    return models.final_multitask(dataset, network_folder(folder, epochs), epochs=epochs)
 
 
 def main() -> int:
@@ -114,9 +117,8 @@ def main() -> int:
     report["random"] = evaluate(random_scores, None, test, sessions, true_engagement, logged_engagement)
     seeded = {}
     shipped = rankers[models.MultiTask.name]
-    where = folder if args.epochs is None else folder.with_name(f"{folder.name}-epochs{args.epochs}")
-    for seed in args.seeds:
-        retrained = models.reseeded(shipped, dataset, seed, where)  # chapter 5's recipe: same epochs, other seed
+    for seed in args.seeds:  # chapter 5's recipe: the same epochs, another seed
+        retrained = models.reseeded(shipped, dataset, seed, network_folder(folder, args.epochs))
         seeded[seed] = evaluate(retrained.score(test), retrained.predict(test), test, sessions, true_engagement,
                                 logged_engagement)
     for row in [*report["models"].values(), *seeded.values()]:
