@@ -4,6 +4,8 @@ against the world's ground truth (the oracle) and random.
     python benchmarks/ranking.py           # tables
     python benchmarks/ranking.py --json    # one object: {"models": {NAME: {...}}, "oracle": {...}, "random": {...}}
     python benchmarks/ranking.py --seeds 0 1 2   # also the network retrained with each seed: how much is noise?
+    python benchmarks/ranking.py --ladder   # also chapter 4's ladder (rungs, informed ceiling, ablation, learning
+                                            # curve) over --seeds (default 0 1 2), as cached or trained now
     python benchmarks/ranking.py --scale small --epochs 1 --trees 10   # a quick run (the test suite's)
 
 Metrics: "ndcg@10" is per-session nDCG@10 with the true expected weighted engagement (at the top of the feed) as
@@ -14,6 +16,11 @@ probability over the observed rate (1 is calibrated; not for random). With ``--s
 "network_seeds": the network's metrics for each training seed (same world, same data, the shipped epoch count:
 ``models.reseeded``, as chapter 5 trains them) and their mean and standard deviation, which is the yardstick
 for any difference between models in the third decimal.
+
+With ``--ladder [STUDY ...]`` (all four by default), the report gains "ladder": for each study and run, the mean
+and standard deviation over seeds of nDCG@10 and of each head's ROC-AUC and share of the oracle's AUC lift, and the
+lowest and highest calibration of each head over seeds, all on week 3, where chapter 4 chooses its model (every run
+trains on weeks 1-2: ``models.ladder``), and "oracle", the world's own probabilities measured the same way.
 
 ``--epochs`` trains the network for that many epochs instead of the count early stopping chose, and ``--trees``
 gives the gradient-boosted trees that many trees instead of the shipped 120: both make a quick run (the test suite's,
@@ -35,8 +42,9 @@ from sklearn.metrics import roc_auc_score
 
 from newsfeed import features, metrics, models
 from newsfeed.metrics import engagement_score, ndcg_at_k
+from newsfeed.models import ladder
 from newsfeed.notebook import setup
-from newsfeed.world import REACTIONS, SCALES, artifacts_folder, load_world
+from newsfeed.world import REACTIONS, SCALES, World, artifacts_folder, load_world
 
 #: The shipped gradient-boosted trees' size (``models.gradient_boosting``'s default).
 SHIPPED_TREES = 120
@@ -75,6 +83,27 @@ def network(dataset: features.Dataset, folder: Path, epochs: int | None) -> mode
     return models.final_multitask(dataset, network_folder(folder, epochs), epochs=epochs)
 
 
+def ladder_report(dataset: features.Dataset, world: World, folder: Path,
+                  args: argparse.Namespace) -> dict[str, object]:
+    """Chapter 4's ladder (``models.ladder``: every run trained on weeks 1-2 and measured on week 3) over
+    ``args.seeds``: per study and run, the seeds, the mean and standard deviation of each metric (with each head's
+    share of the oracle's AUC lift on week 3), and each head's lowest and highest calibration; and the oracle."""
+    results = ladder.ladder(models.MultiTaskConfig(), dataset, world, folder, seeds=args.seeds or [0, 1, 2],
+                            studies=args.ladder or ladder.STUDIES, epochs=args.epochs)
+    oracle = ladder.oracle(dataset, world)
+    for reaction in REACTIONS:
+        results[f"auc_lift_share_{reaction}"] = metrics.share_of_lift(results[f"auc_{reaction}"], 0.5,
+                                                                      oracle[f"auc_{reaction}"])
+    report: dict[str, object] = {"oracle": oracle}
+    for (study, name), runs in results.groupby(level=["study", "name"], sort=False):
+        calibration = runs[[f"calibration_{r}" for r in REACTIONS]]
+        report.setdefault(study, {})[name] = {
+            "seeds": len(runs), "mean": runs.mean().to_dict(),
+            "std": runs.std(ddof=1).fillna(0.0).to_dict(),
+            "calibration_lowest": calibration.min().to_dict(), "calibration_highest": calibration.max().to_dict()}
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -87,6 +116,9 @@ def main() -> int:
                         help="train the network this many epochs (default: as shipped, early stopping's count)")
     parser.add_argument("--trees", type=int, default=SHIPPED_TREES,
                         help=f"trees of the gradient-boosted baseline (default {SHIPPED_TREES}, as shipped)")
+    parser.add_argument("--ladder", nargs="*", default=None, choices=ladder.STUDIES, metavar="STUDY",
+                        help="also chapter 4's ladder: these studies (default: all of "
+                             f"{', '.join(ladder.STUDIES)}) over --seeds (default 0 1 2)")
     args = parser.parse_args()
     for name in ("epochs", "trees"):
         value = getattr(args, name)
@@ -129,6 +161,8 @@ def main() -> int:
         spread = pd.DataFrame(seeded).T
         report["network_seeds"] = {"per_seed": {str(k): v for k, v in seeded.items()},
                                    "mean": spread.mean().to_dict(), "std": spread.std(ddof=1).to_dict()}
+    if args.ladder is not None:
+        report["ladder"] = ladder_report(dataset, world, network_folder(folder, args.epochs), args)
     report["test_impressions"] = len(test)
     report["test_sessions"] = int(test["session_id"].nunique())
     report["seconds_to_train_or_load"] = train_seconds
@@ -154,6 +188,15 @@ def main() -> int:
         spread.loc["mean"], spread.loc["standard deviation"] = spread.mean(), spread.std(ddof=1)
         print("\nThe network retrained with other seeds (same world, same data):")
         print(spread.to_string(float_format="{:.4f}".format))
+    if args.ladder is not None:
+        print("\nChapter 4's ladder on week 3 (mean and standard deviation over seeds):")
+        columns = ["ndcg@10", *(f"auc_lift_share_{r}" for r in REACTIONS)]
+        for study, runs in report["ladder"].items():
+            if study == "oracle":
+                continue
+            rows = {name: {"seeds": run["seeds"], **{f"{c} mean": run["mean"][c] for c in columns},
+                           "ndcg@10 std": run["std"]["ndcg@10"]} for name, run in runs.items()}
+            print(f"{study}:\n" + pd.DataFrame(rows).T.to_string(float_format="{:.4f}".format))
     return 0
 
 

@@ -57,11 +57,13 @@ def rows_digest(*frames: object) -> bytes:
     return b"".join(digests)
 
 
-def fitted_path(folder: str | Path, kind: str, identity: Iterable[bytes], sources: Iterable[Path]) -> Path:
+def fitted_path(folder: str | Path, kind: str, identity: Iterable[bytes], sources: Iterable[Path],
+                suffix: str = ".pt") -> Path:
     """Where a model of ``kind`` fitted on ``identity`` (its configuration and data, as bytes) by the code in
-    ``sources`` is kept in ``folder``: ``<kind>-<identity hash>-<code hash>.pt``. ``keep_fitted`` writes it."""
+    ``sources`` is kept in ``folder`` (or what was measured of it, with another ``suffix``):
+    ``<kind>-<identity hash>-<code hash><suffix>``. ``keep_fitted`` writes it."""
     fitted = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]
-    return Path(folder) / f"{kind}-{fitted}-{code_hash(sources)}.pt"
+    return Path(folder) / f"{kind}-{fitted}-{code_hash(sources)}{suffix}"
 
 
 def torch_bytes(obj: object) -> bytes:
@@ -83,4 +85,4 @@ def replace_older(path: Path, pattern: str) -> Path:
 
 def keep_fitted(path: Path, data: bytes) -> Path:
     """Write a ``fitted_path`` file and remove the same model fitted by older code beside it."""
-    return replace_older(write_atomic(path, data), f"{path.name.rsplit('-', 1)[0]}-*.pt")
+    return replace_older(write_atomic(path, data), f"{path.name.rsplit('-', 1)[0]}-*{path.suffix}")

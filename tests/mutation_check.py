@@ -67,6 +67,13 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
      'self.per_post["impressions"] += np.bincount(posts, minlength=n_posts)',
      'self.per_post["impressions"] += 2 * np.bincount(posts, minlength=n_posts)',
      "tests/test_world.py::test_rollout_candidates_carry_each_posts_counts_so_far"),
+    ("recent-engagement history reaches into its own session", "newsfeed/models/rungs.py",
+     'before = np.searchsorted(event_key, (users << 40) + _seconds(session_start), side="left")',
+     'before = np.searchsorted(event_key, (users << 40) + _seconds(session_start), side="right")',
+     "tests/test_rungs.py::test_history_holds_only_engagements_from_before_the_session_most_recent_first"),
+    ("hidden variables without the user's click bias", "newsfeed/world/outcomes.py",
+     '"click_bias": truth.click_bias[users],', '"click_bias": 0.0 * truth.click_bias[users],',
+     "tests/test_rungs.py::test_the_hidden_variables_are_what_the_true_probabilities_are_made_of"),
 ]
 
 

@@ -69,8 +69,16 @@ def assert_latency(row: dict, where: str) -> None:
 
 
 def test_ranking() -> None:
-    report = run("ranking.py", "--scale", "small", "--epochs", "1", "--trees", "10", "--seeds", "0", "1")
+    report = run("ranking.py", "--scale", "small", "--epochs", "1", "--trees", "10", "--seeds", "0", "1",
+                 "--ladder", "rungs")
     assert_finite(report)
+    rungs = report["ladder"]["rungs"]  # chapter 4's rungs, each over both seeds
+    assert list(rungs) == ["shared layers (as shipped)", "cross network (DCN-v2)", "hide tower",
+                           "recent engagements (DIN)"]
+    assert report["ladder"]["oracle"]["ndcg@10"] == pytest.approx(1.0)
+    for name, rung in rungs.items():
+        assert rung["seeds"] == 2 and rung["std"]["ndcg@10"] >= 0 and 0 < rung["mean"]["ndcg@10"] <= 1, name
+        assert all(rung["calibration_lowest"][r] <= rung["calibration_highest"][r] for r in REACTIONS), name
     seeds = report["network_seeds"]
     assert set(seeds["per_seed"]) == {"0", "1"} and seeds["std"]["ndcg@10"] > 0  # two seeds, two networks
     assert {"reverse-chronological", "popularity", "logistic regression", "gradient-boosted trees"} < set(

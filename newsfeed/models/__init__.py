@@ -8,6 +8,9 @@ every column, which is enough for ranking metrics and ROC-AUC but not for calibr
 - ``ranker``: the ``Ranker`` interface, ``serving_view`` and the negative-sampling correction;
 - ``baselines``: reverse-chronological, popularity, logistic regression and gradient-boosted trees;
 - ``multitask``: the multi-task network, its configuration and training loop;
+- ``rungs``: chapter 4's stronger shapes (cross layers, a hide tower, attention over recent engagements) and
+  the inputs they and an informed ceiling read; ``ladder``, the studies that measure them (rungs, informed
+  ceiling, ablation, learning curve), their results cached beside the shipped models;
 - ``calibration``: ``PlattScaling`` of each head on fresh rows, and ``Calibrated``, a ranker recalibrated so;
 - ``shipped``: the rankers as the book ships them, trained on weeks 1–3 and cached in
   ``data/models/<scale>-seed<seed>/`` (``newsfeed.world.artifacts_folder``; the default world's are committed),

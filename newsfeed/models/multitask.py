@@ -47,6 +47,9 @@ class MultiTaskConfig:
     task_weights: Mapping[str, float] = field(default_factory=lambda: {
         "click": 1.0, "like": 1.0, "comment": 2.0, "share": 2.0, "hide": 2.0, "dwell": 0.2})
     seed: int = 0
+    #: The dense inputs; ``None`` is ``features.MODEL_NUMERIC_FEATURES`` without position. An ablation leaves
+    #: some out; the informed ceiling adds hidden variables (columns the caller joined to the tables).
+    numeric: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first hyperparameter out of its range, and the range."""
@@ -63,6 +66,10 @@ class MultiTaskConfig:
         require_int("patience", self.patience, lo=1)
         require_int("max_position", self.max_position, lo=1)
         require_int("seed", self.seed, lo=0)
+        require("numeric", self.numeric, self.numeric is None or (
+            isinstance(self.numeric, tuple) and len(self.numeric) >= 1 and "position" not in self.numeric
+            and all(isinstance(name, str) for name in self.numeric)),
+                "None, or a tuple of one or more column names, without position (it has its own tower)")
         tasks = (*REACTIONS, "dwell")
         weights = dict(self.task_weights) if isinstance(self.task_weights, Mapping) else {}
         require("task_weights", self.task_weights, set(tasks) <= set(weights)
@@ -105,10 +112,15 @@ class MultiTaskNetwork(nn.Module):
         self.position_bias = nn.Embedding(config.max_position + 1, len(REACTIONS))
         nn.init.zeros_(self.position_bias.weight)
 
+    def embed(self, dense: torch.Tensor, user: torch.Tensor, author: torch.Tensor,
+              topic: torch.Tensor) -> torch.Tensor:
+        """The shared layers' input: dense features, three embeddings, two of their products."""
+        u, a, t = self.user(user), self.author(author), self.topic(topic)
+        return torch.cat([dense, u, a, t, u * t, u * a], dim=1)
+
     def forward(self, dense: torch.Tensor, user: torch.Tensor, author: torch.Tensor,
                 topic: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u, a, t = self.user(user), self.author(author), self.topic(topic)
-        hidden = self.shared(torch.cat([dense, u, a, t, u * t, u * a], dim=1))
+        hidden = self.shared(self.embed(dense, user, author, topic))
         return self.reactions(hidden) + self.position_bias(position), self.dwell(hidden).squeeze(1)
 
 
@@ -179,7 +191,8 @@ class MultiTask(Ranker):
         """Fit the encoding and the id indexes on ``train``; return its network inputs, reaction
         labels and dwell. ``fit`` starts here, and so does chapter 8's data-parallel training."""
         # Position reaches the network through its own tower only, not through the dense features.
-        numeric = [name for name in features.MODEL_NUMERIC_FEATURES if name != "position"]
+        default = (name for name in features.MODEL_NUMERIC_FEATURES if name != "position")
+        numeric = list(self.config.numeric or default)
         self.pipeline_ = features.feature_pipeline(numeric=numeric).fit(train)
         # The fitted pipeline as array arithmetic, used for training and serving alike: one code
         # path, and a feed request does not pay scikit-learn's per-call overhead.
@@ -190,12 +203,16 @@ class MultiTask(Ranker):
         self.task_weights_ = torch.tensor(weights, dtype=TRAINING_DTYPE)
         return self.inputs(train, TRAINING_DTYPE), *self._labels(train)
 
+    def network_shape(self) -> type[MultiTaskNetwork]:
+        """The network class ``new_network`` builds (chapter 4's rungs, ``models.rungs``, build others)."""
+        return MultiTaskNetwork
+
     def new_network(self, n_dense: int) -> tuple[MultiTaskNetwork, torch.optim.Optimizer]:
         """A freshly initialized network for the prepared inputs, and its optimizer (embeddings get
         their own weight decay)."""
         config = self.config
-        network = MultiTaskNetwork(n_dense, len(self.users_), len(self.authors_), len(self.topics_),
-                                   config).to(TRAINING_DTYPE)
+        sizes = len(self.users_), len(self.authors_), len(self.topics_)
+        network = self.network_shape()(n_dense, *sizes, config).to(TRAINING_DTYPE)
         embeddings = [p for name, p in network.named_parameters() if name.split(".")[0] in
                       ("user", "author", "topic")]
         others = [p for name, p in network.named_parameters() if name.split(".")[0] not in

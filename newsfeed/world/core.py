@@ -13,7 +13,7 @@ import pandas as pd
 from newsfeed import vocabulary as vocab
 from newsfeed.validation import require, require_columns, require_ids, require_known
 from newsfeed.world.config import WorldConfig, to_timestamps
-from newsfeed.world.outcomes import GroundTruth, _device_codes, _public, _sample, _true_probabilities
+from newsfeed.world.outcomes import GroundTruth, _device_codes, _public, _sample, _true_probabilities, hidden_terms
 from newsfeed.world.rollout import Policy, Rollout, rollout
 
 
@@ -74,6 +74,13 @@ class World:
         users, posts, positions, hours, devices = self._validate_query(user_id, post_id, position, time, device)
         probs = _true_probabilities(self, users, posts, positions, hours, devices)
         return pd.DataFrame(_sample(probs, np.random.default_rng(seed)))
+
+    def hidden_variables(self, user_id: Any, post_id: Any, time: Any, device: Any = None) -> pd.DataFrame:
+        """The latent terms behind the true probabilities of each (user, post, time) row, one column each
+        (``outcomes.hidden_terms``): what the oracle knows and no model sees. Arguments as ``probabilities``."""
+        users, posts, _, hours, devices = self._validate_query(user_id, post_id, 1, time, device)
+        terms = hidden_terms(self, users, posts, hours, devices)
+        return pd.DataFrame({name: np.asarray(values, dtype=float) for name, values in terms.items()})
 
     def true_topics(self, post_id: Any) -> np.ndarray:
         """Each post's true topic, by name. The ``topic`` column of ``posts`` is a tagger's label, wrong for

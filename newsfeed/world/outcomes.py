@@ -105,24 +105,44 @@ def _edge_lookup(world: World, users: np.ndarray, targets: np.ndarray) -> tuple[
     return found, np.where(found, truth.edge_closeness[where], 0.0)
 
 
-def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, positions: np.ndarray,
-                        hours: np.ndarray, devices: np.ndarray) -> dict[str, np.ndarray]:
-    """Each reaction's probability (``p_<reaction>``), the expected dwell, and for drawing outcomes the chance
-    of being examined (``_examined``) and the mean log reading time (``_mu``), one array entry per row."""
+def hidden_terms(world: World, users: np.ndarray, posts: np.ndarray, hours: np.ndarray,
+                 devices: np.ndarray) -> dict[str, np.ndarray]:
+    """The latent terms of the outcome model for each (user, post, time, device) row: the pair's true topic
+    affinity, closeness to the author, freshness, the post's quality (centred) and clickbait, the media
+    preference, and the user's personal traits. No company observes them; a model given some of them as
+    features shows how much of its gap to the oracle is the data's fault."""
     cfg, truth = world.config, world.truth
     topic = truth.post_topic[posts]
     interest = truth.interests[users, topic]
     if cfg.drift is not None:
         after = hours >= cfg.drift.start_day * 24.0
         interest = np.where(after, truth.interests_after_drift[users, topic], interest)
-    affinity = np.sqrt(_N_TOPICS * interest) - 1.0
     _, closeness = _edge_lookup(world, users, world._post_author[posts])
     age = np.maximum(hours - world._post_hours[posts], 0.0)
-    fresh = np.exp2(-age / cfg.freshness_half_life_hours)
-    quality = truth.post_quality[posts] - 0.5
-    clickbait = truth.post_clickbait[posts]
     media = world._post_media[posts]
-    media_pref = truth.media_pref[users, media] + np.where(media == 2, _VIDEO_BY_DEVICE[devices], 0.0)
+    return {
+        "affinity": np.sqrt(_N_TOPICS * interest) - 1.0,
+        "closeness": closeness,
+        "freshness": np.exp2(-age / cfg.freshness_half_life_hours),
+        "quality": truth.post_quality[posts] - 0.5,
+        "clickbait": truth.post_clickbait[posts],
+        "media_preference": truth.media_pref[users, media] + np.where(media == 2, _VIDEO_BY_DEVICE[devices], 0.0),
+        "click_bias": truth.click_bias[users],
+        "react_bias": truth.react_bias[users],
+        "passive": truth.passive[users],
+        "privacy_minded": truth.privacy_minded[users],
+    }
+
+
+def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, positions: np.ndarray,
+                        hours: np.ndarray, devices: np.ndarray) -> dict[str, np.ndarray]:
+    """Each reaction's probability (``p_<reaction>``), the expected dwell, and for drawing outcomes the chance
+    of being examined (``_examined``) and the mean log reading time (``_mu``), one array entry per row."""
+    cfg, truth = world.config, world.truth
+    hidden = hidden_terms(world, users, posts, hours, devices)
+    affinity, closeness, fresh = hidden["affinity"], hidden["closeness"], hidden["freshness"]
+    quality, clickbait, media_pref = hidden["quality"], hidden["clickbait"], hidden["media_preference"]
+    media = world._post_media[posts]
     passive = truth.passive[users]
     examined = positions ** (-cfg.position_bias)
 
