@@ -12,7 +12,9 @@ Metrics: "ndcg@10" is per-session nDCG@10 with the true expected weighted engage
 relevance; "ndcg@10_logged" uses the logged weighted engagement instead (biased towards the legacy ranker's
 order); "auc_<reaction>" is ROC-AUC on the logged impressions; "auc_lift_share_<reaction>" is the share of the
 oracle's AUC lift over random (0.5) that a model captures; "calibration_<reaction>" is the mean predicted
-probability over the observed rate (1 is calibrated; not for random). With ``--seeds``, the report gains
+probability over the observed rate (1 is calibrated; not for random), and "ece_<reaction>" its expected calibration
+error (the mean gap between predicted and observed rate over ten groups of rows cut by prediction, as chapter 5
+defines it; 0 is calibrated). With ``--seeds``, the report gains
 "network_seeds": the network's metrics for each training seed (same world, same data, the shipped epoch count:
 ``models.reseeded``, as chapter 5 trains them) and their mean and standard deviation, which is the yardstick
 for any difference between models in the third decimal.
@@ -59,6 +61,7 @@ def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.Da
         row[f"auc_{reaction}"] = float(roc_auc_score(test[reaction], column))
         if probabilities is not None:  # mean predicted over observed rate: 1 is calibrated
             row[f"calibration_{reaction}"] = float(column.mean() / test[reaction].mean())
+            row[f"ece_{reaction}"] = metrics.expected_calibration_error(test[reaction], column)
     return row
 
 
@@ -96,7 +99,7 @@ def ladder_report(dataset: features.Dataset, world: World, folder: Path,
                                                                       oracle[f"auc_{reaction}"])
     report: dict[str, object] = {"oracle": oracle}
     for (study, name), runs in results.groupby(level=["study", "name"], sort=False):
-        calibration = runs[[f"calibration_{r}" for r in REACTIONS]]
+        calibration = runs[[f"calibration_{r}" for r in REACTIONS]].rename(columns=lambda c: c.split("_", 1)[1])
         report.setdefault(study, {})[name] = {
             "seeds": len(runs), "mean": runs.mean().to_dict(),
             "std": runs.std(ddof=1).fillna(0.0).to_dict(),
@@ -181,6 +184,10 @@ def main() -> int:
     # Reverse-chronological "probabilities" are freshness scores, not probabilities: no calibration to read.
     calibration = table.drop(index=["random", models.Chronological.name])[[f"calibration_{r}" for r in REACTIONS]]
     print(calibration.to_string(float_format="{:.3f}".format))
+    print("\nExpected calibration error, as a share of each reaction's rate (0 is calibrated):")
+    rates = pd.Series({f"ece_{r}": test[r].mean() for r in REACTIONS})
+    errors = table.drop(index=["random", models.Chronological.name])[rates.index] / rates
+    print(errors.to_string(float_format="{:.3f}".format))
     if seeded:
         columns = ["ndcg@10", "auc_lift_share_click", "auc_lift_share_like", "calibration_like", "calibration_share"]
         spread = pd.DataFrame(seeded).T[columns]

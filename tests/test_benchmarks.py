@@ -91,7 +91,7 @@ def test_ranking() -> None:
         for reaction in REACTIONS:
             assert 0 <= row[f"auc_{reaction}"] <= 1, (name, reaction)
             if name != "random":
-                assert row[f"calibration_{reaction}"] > 0, (name, reaction)
+                assert row[f"calibration_{reaction}"] > 0 and row[f"ece_{reaction}"] >= 0, (name, reaction)
             if name in report["models"]:  # the share of the oracle's lift over random
                 lift = (row[f"auc_{reaction}"] - 0.5) / (report["oracle"][f"auc_{reaction}"] - 0.5)
                 assert row[f"auc_lift_share_{reaction}"] == pytest.approx(lift), (name, reaction)
