@@ -5,7 +5,8 @@ quantization costs in quality on the test week, and the web service under load.
 
     python benchmarks/serving.py           # tables
     python benchmarks/serving.py --json    # one object: {"p50_ms", "p95_ms", "p99_ms", "candidates",
-                                           #  "requests", "stages": {...}, "quantized": {...}, "load": {...}}
+                                           #  "requests", "stages": {...}, "quantized": {...}, "load": {...},
+                                           #  "capacity": {"1": {"curve": [...], "knee_per_second"}, "2": ...}}
     python benchmarks/serving.py --scale small --epochs 1 --min-candidates 300 --requests 10 --repeats 1 --no-load
                                            # a quick run (the test suite's)
 
@@ -16,6 +17,14 @@ those runs ("worst_run_p99_ms" keeps the worst run's p99). Latencies are the ser
 heavy ranking 50 ms of it. "budget" reports both against the measured p99s. The headline numbers time users
 whose feed request gathers at least 1,000 candidates (the light ranker passes 300 of them on to the heavy
 ranker); "any_warm_user" times a sample of all users with history, for reference.
+
+"capacity": the service's capacity curve, with one and with two service processes (``--workers``; each pinned to
+its own CPU, on ports ``--port`` onward, the requests spread round-robin as a load balancer would): for each offered
+load in ``--rates``, an open-loop client sends that many requests per second for ``--capacity-seconds`` whatever
+the answers (latencies count from each request's due time, so a service that falls behind shows it), and reports
+the achieved rate, p50 and p99 and the errors; the "knee" is the highest offered load answered in full at 95% of
+its rate or better. On a two-core machine the client shares the cores with two service processes. Only
+127.0.0.1 is ever addressed, and every run is bounded by rate x seconds requests of at most 5 s each.
 
 "load": the service as a user deploys it, ``python -m newsfeed.serving`` (uvicorn, one worker process, pinned
 to one CPU), on 127.0.0.1 only, held under ``--clients`` concurrent clients for ``--load-seconds`` seconds or
@@ -41,6 +50,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +83,100 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> Non
             pass
         time.sleep(0.5)
     raise RuntimeError(f"the service did not answer {url} within {timeout:.0f} s")
+
+
+def start_services(args: argparse.Namespace, workers: int) -> list[subprocess.Popen]:
+    """``workers`` service processes (``python -m newsfeed.serving``) on 127.0.0.1, ports ``args.port`` onward,
+    each pinned to its own CPU (``args.cpu`` first), as many instances behind a load balancer would run."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    cpus = sorted(os.sched_getaffinity(0), key=lambda cpu: cpu != args.cpu)
+    services = []
+    for worker in range(workers):
+        command = [sys.executable, "-m", "newsfeed.serving", "--scale", args.scale, "--seed", str(args.seed),
+                   "--host", "127.0.0.1", "--port", str(args.port + worker)]
+        cpu = cpus[worker % len(cpus)]
+        services.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                         preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu})))
+    return services
+
+
+def stop_services(services: list[subprocess.Popen]) -> None:
+    for service in services:
+        service.terminate()
+    for service in services:
+        try:
+            service.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            service.kill()
+
+
+def one_request(url: str, due: float, timeout: float) -> tuple[str, float]:
+    """GET ``url``: its HTTP status (or the error that left it unanswered) and the milliseconds from ``due``, the
+    moment it was meant to leave, to its answer (so a request the client could not send on time counts its wait)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            answer.read()
+            outcome = str(answer.status)
+    except urllib.error.HTTPError as error:
+        outcome = str(error.code)
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+        outcome = type(error).__name__
+    return outcome, (time.perf_counter() - due) * 1000
+
+
+def offered_load(bases: list[str], users: list[int], rate: float, seconds: float, seed: int = 0,
+                 timeout: float = 5.0) -> dict[str, float]:
+    """An open-loop load: ``rate`` feed requests a second for ``seconds``, each sent at its time whatever the
+    answers before it (as independent users arrive), round-robin over the services at ``bases``. Returns the
+    offered and achieved rates, the answered requests' p50 and p99 (from each request's due time), and the errors
+    (any answer but 200, or none within ``timeout`` seconds). Bounded: ``rate * seconds`` requests."""
+    count = max(1, round(rate * seconds))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(users, size=count)
+    outcomes: list[tuple[str, float]] = []
+    with ThreadPoolExecutor(max_workers=min(count, 128)) as pool:
+        start = time.perf_counter()
+        futures = []
+        for k in range(count):
+            due = start + k / rate
+            time.sleep(max(0.0, due - time.perf_counter()))
+            url = f"{bases[k % len(bases)]}/feed/{int(chosen[k])}?limit=10"
+            futures.append(pool.submit(one_request, url, due, timeout))
+        outcomes = [future.result() for future in futures]
+        elapsed = time.perf_counter() - start
+    answered = [ms for outcome, ms in outcomes if outcome == "200"]
+    return {"offered_per_second": rate, "requests": count, "seconds": elapsed,
+            "achieved_per_second": len(answered) / elapsed, "errors": sum(o != "200" for o, _ in outcomes),
+            "p50_ms": float(np.percentile(answered, 50)) if answered else float("nan"),
+            "p99_ms": float(np.percentile(answered, 99)) if answered else float("nan")}
+
+
+def knee(curve: list[dict[str, float]]) -> float:
+    """The highest offered rate the service keeps up with: every request answered with 200, and the achieved rate
+    within 5% of the offered one (0 if none)."""
+    kept = [point["offered_per_second"] for point in curve
+            if point["errors"] == 0 and point["achieved_per_second"] >= 0.95 * point["offered_per_second"]]
+    return max(kept, default=0.0)
+
+
+def capacity(args: argparse.Namespace, users: list[int]) -> dict[str, object]:
+    """The capacity curve with one and with two service processes: each of ``args.rates`` offered for
+    ``args.capacity_seconds`` seconds, then the knee."""
+    found: dict[str, object] = {}
+    for workers in args.workers:
+        services = start_services(args, workers)
+        bases = [f"http://127.0.0.1:{args.port + worker}" for worker in range(workers)]
+        try:
+            for base, service in zip(bases, services, strict=True):
+                wait_until_ready(f"{base}/health", service, timeout=600)
+            offered_load(bases, users, rate=min(args.rates), seconds=2.0, seed=args.seed)  # warm-up, not kept
+            curve = [offered_load(bases, users, rate, args.capacity_seconds, seed=args.seed + i)
+                     for i, rate in enumerate(args.rates)]
+        finally:
+            stop_services(services)
+        found[str(workers)] = {"curve": curve, "knee_per_second": knee(curve)}
+    return found
 
 
 def load_test(args: argparse.Namespace, users: list[int]) -> dict[str, float]:
@@ -158,7 +262,13 @@ def main() -> int:
     parser.add_argument("--load-requests", type=int, default=20_000,
                         help="most requests the load test sends (default 20,000)")
     parser.add_argument("--port", type=int, default=8765, help="the service's port on 127.0.0.1 (default 8765)")
-    parser.add_argument("--no-load", action="store_true", help="skip the load test")
+    parser.add_argument("--no-load", action="store_true", help="skip the load test and the capacity curve")
+    parser.add_argument("--rates", type=float, nargs="+", default=[5, 10, 20, 30, 40, 50, 70],
+                        help="offered loads of the capacity curve, requests per second (default 5 10 20 30 40 50 70)")
+    parser.add_argument("--capacity-seconds", type=float, default=10.0,
+                        help="seconds each offered load of the capacity curve lasts (default 10)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="service processes of each capacity curve, one CPU each (default: 1 2)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="train the network this many epochs (default: as shipped, early stopping's count)")
     parser.add_argument("--min-candidates", type=int, default=MIN_CANDIDATES,
@@ -169,6 +279,13 @@ def main() -> int:
     for name in ("clients", "load_requests"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid: it accepts an integer >= 1")
+    if not all(0 < rate <= 500 for rate in args.rates):
+        parser.error(f"--rates={args.rates} is invalid: --rates accepts numbers in (0, 500]")
+    if not 0 < args.capacity_seconds <= 120:
+        parser.error(f"--capacity-seconds={args.capacity_seconds} is invalid: it accepts a number in (0, 120]")
+    if not all(1 <= workers <= len(os.sched_getaffinity(0)) for workers in args.workers):
+        parser.error(f"--workers={args.workers} is invalid: --workers accepts integers from 1 to the "
+                     f"{len(os.sched_getaffinity(0))} CPUs this process may use")
     if not 0 < args.load_seconds <= 600:
         parser.error(f"--load-seconds={args.load_seconds} is invalid: --load-seconds accepts a number in (0, 600]")
     if args.requests < 1:
@@ -240,7 +357,9 @@ def main() -> int:
         large_network = estimates.estimate(estimates.Assumptions()).ranking_cpu_ms_per_request
         summary["load"] = load
         summary["chapter1"] = {"large_network_ranking_cpu_ms_per_request": large_network,
+                               "large_network_requests_per_core_second": 1000 / large_network,
                                "measured_server_cpu_ms_per_request": load["server_cpu_ms_per_request"]}
+        summary["capacity"] = capacity(args, sorted(server.known_users))
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -260,6 +379,11 @@ def main() -> int:
             print(f"one core serves a request per {load['server_cpu_ms_per_request']:.1f} CPU-ms; chapter 1 "
                   f"assumes {summary['chapter1']['large_network_ranking_cpu_ms_per_request']:.0f} CPU-ms of "
                   "ranking alone per request for a large network")
+            for workers, found in summary["capacity"].items():
+                curve = pd.DataFrame(found["curve"]).set_index("offered_per_second")
+                print(f"\ncapacity, {workers} service process(es), one CPU each (knee: "
+                      f"{found['knee_per_second']:.0f} requests per second)")
+                print(curve[["achieved_per_second", "p50_ms", "p99_ms", "errors"]].round(1).to_string())
     return 0
 
 

@@ -211,3 +211,38 @@ def test_notebooks_names_what_it_accepts() -> None:
                           env={**os.environ, **ENV}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--chapters=99_nothing is invalid: --chapters accepts notebooks of chapters/: 00_framework" in done.stderr
+
+
+def test_the_capacity_client_offers_its_rate_and_counts_what_a_service_refuses() -> None:
+    """serving.py's open-loop client against a local server that answers the first requests and refuses the rest
+    with 503, as the service does beyond its connection limit: every request is sent on time and counted."""
+    import http.server
+    import threading
+
+    spec = importlib.util.spec_from_file_location("benchmark_serving", BENCHMARKS / "serving.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    served = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+            served.append(self.path)
+            self.send_response(200 if len(served) <= 10 else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        point = module.offered_load([f"http://127.0.0.1:{server.server_port}"], [3, 4], rate=20, seconds=1.0)
+    finally:
+        server.shutdown()
+    assert point["requests"] == 20 == len(served) and point["errors"] == 10
+    assert all(path.startswith("/feed/") and path.endswith("?limit=10") for path in served)
+    assert 0.9 <= point["seconds"] <= 3 and 0 < point["p50_ms"] <= point["p99_ms"]
+    kept = {"offered_per_second": 10.0, "achieved_per_second": 9.8, "errors": 0}
+    fell_behind = {"offered_per_second": 20.0, "achieved_per_second": 15.0, "errors": 0}
+    refused = {"offered_per_second": 30.0, "achieved_per_second": 29.0, "errors": 3}
+    assert module.knee([kept, fell_behind, refused]) == 10.0 and module.knee([refused]) == 0.0
