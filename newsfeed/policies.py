@@ -9,7 +9,9 @@ score per row; the world shows each session's candidates in descending score ord
   against (chapters 2, 5 and 7);
 - ``ranking_policy``: a trained ranker serving from point-in-time features (chapters 5 and 7);
 - ``split_policy``: two policies side by side, one per arm of an A/B test (chapter 5);
-- ``epsilon_greedy``: any policy with exploration (chapter 7).
+- ``epsilon_greedy``: any policy with exploration (chapter 7);
+- ``shuffled_top``: any policy with a randomized share of sessions whose top slots are shuffled, so that logs
+  carry a known propensity for every shown position (``randomized_sessions`` says which sessions).
 
 Use::
 
@@ -36,7 +38,8 @@ from newsfeed.models import Ranker, serving_view
 from newsfeed.validation import is_number, require
 from newsfeed.world import Policy, World, legacy_ranker
 
-__all__ = ["Policy", "epsilon_greedy", "legacy_ranker", "oracle_policy", "ranking_policy", "split_policy"]
+__all__ = ["Policy", "epsilon_greedy", "legacy_ranker", "oracle_policy", "randomized_sessions", "ranking_policy",
+           "shuffled_top", "split_policy"]
 
 
 def oracle_policy(world: World, objective: Callable[[pd.DataFrame], Any]) -> Policy:
@@ -141,3 +144,39 @@ def epsilon_greedy(policy: Policy, epsilon: float, seed: int = 0,
         return order
 
     return score
+
+
+def randomized_sessions(session_ids: npt.ArrayLike, share: float, seed: int = 0) -> np.ndarray:
+    """Which sessions ``shuffled_top`` randomizes: a ``share`` of them, chosen by a hash of each id and ``seed``,
+    so the same session is chosen wherever it is asked (in a batch, in the log afterwards)."""
+    require("share", share, is_number(share) and 0.0 <= share <= 1.0, "a number from 0 to 1")
+    ids = np.asarray(session_ids, dtype=np.int64).astype(np.uint64)
+    salt = np.uint64(np.random.default_rng(seed).integers(2**63))  # (hash_array ignores hash_key for integers)
+    hashed = pd.util.hash_array(ids ^ salt, categorize=False)
+    return (hashed % 1_000_000) < round(share * 1_000_000)
+
+
+def shuffled_top(policy: Policy, share: float, top: int = 5, seed: int = 0) -> Policy:
+    """``policy`` with a randomized share of sessions, the logs a team can learn position bias and evaluate new
+    policies from. In the sessions ``randomized_sessions(ids, share, seed)`` marks, the policy's ``top`` best
+    candidates fill the first ``top`` positions in a uniformly random order, so each of them lands at each of those
+    positions with probability 1/``top`` (its propensity there); every other session, and every later position, is
+    ranked as ``policy`` ranks it. The randomization costs engagement: the policy's best post is first in only
+    1/``top`` of the randomized sessions."""
+    require("policy", policy, callable(policy), "a callable that scores candidate rows")
+    randomized_sessions(np.zeros(0), share, seed)  # checks share
+    require("top", top, isinstance(top, int) and top >= 2, "an integer >= 2")
+    rng = np.random.default_rng(seed)
+
+    def score(candidates: pd.DataFrame) -> np.ndarray:
+        scores = np.asarray(policy(candidates), dtype=float).copy()
+        marked = randomized_sessions(candidates["session_id"].to_numpy(), share, seed)
+        for rows in candidates[marked].groupby("session_id", sort=False).indices.values():
+            rows = np.flatnonzero(marked)[rows]  # positions in candidates, not in the marked subset
+            best = rows[np.argsort(-scores[rows], kind="stable")[:top]]
+            # Above every other candidate of the session, in a random order among themselves.
+            scores[best] = scores[rows].max() + 1.0 + rng.permutation(len(best))
+        return scores
+
+    return score
+

@@ -74,6 +74,13 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("hidden variables without the user's click bias", "newsfeed/world/outcomes.py",
      '"click_bias": truth.click_bias[users],', '"click_bias": 0.0 * truth.click_bias[users],',
      "tests/test_rungs.py::test_the_hidden_variables_are_what_the_true_probabilities_are_made_of"),
+    ("position curve keeps sessions that stop before the last shuffled slot", "newsfeed/offpolicy.py",
+     'shown = shown[shown.groupby("session_id")["position"].transform("size").to_numpy() == top]',
+     'shown = shown[shown.groupby("session_id")["position"].transform("size").to_numpy() >= 1]',
+     "tests/test_offpolicy.py::test_the_position_curve_recovers_a_known_examination_curve"),
+    ("shuffled sessions shuffle the wrong rows (subset positions taken as the batch's)", "newsfeed/policies.py",
+     "rows = np.flatnonzero(marked)[rows]", "rows = rows",
+     "tests/test_offpolicy.py::test_shuffled_sessions_show_the_policys_top_posts_in_a_uniformly_random_order"),
 ]
 
 
