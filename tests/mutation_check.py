@@ -81,6 +81,10 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("shuffled sessions shuffle the wrong rows (subset positions taken as the batch's)", "newsfeed/policies.py",
      "rows = np.flatnonzero(marked)[rows]", "rows = rows",
      "tests/test_offpolicy.py::test_shuffled_sessions_show_the_policys_top_posts_in_a_uniformly_random_order"),
+    ("doubly robust corrects with the model's prediction for the new policy, not for the logged choice",
+     "newsfeed/offpolicy.py", '"doubly robust": model_target + weights * (rewards - model_logged)}',
+     '"doubly robust": model_target + weights * (rewards - model_target)}',
+     "tests/test_offpolicy.py::test_off_policy_estimates_find_the_new_policys_true_value"),
 ]
 
 

@@ -72,3 +72,68 @@ def test_a_randomized_rollout_reveals_the_worlds_examination_curve(small: World)
     truth = np.arange(1, 4) ** -small.config.position_bias
     assert curve["impressions"].min() > 200
     np.testing.assert_allclose(curve["relative to the top"], truth, atol=0.06)
+
+
+def bandit_log(rows: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A logged bandit with known truth: five actions chosen uniformly, Bernoulli rewards of known means, and a
+    new policy that prefers the best action."""
+    rng = np.random.default_rng(seed)
+    means = np.array([0.05, 0.10, 0.15, 0.20, 0.30])
+    new_policy = np.array([0.05, 0.05, 0.10, 0.20, 0.60])
+    actions = rng.integers(0, 5, size=rows)
+    rewards = (rng.random(rows) < means[actions]).astype(float)
+    return means, new_policy, actions, rewards
+
+
+def test_off_policy_estimates_find_the_new_policys_true_value() -> None:
+    means, new_policy, actions, rewards = bandit_log(40_000)
+    truth = float(new_policy @ means)
+    logging = np.full(len(actions), 0.2)
+    wrong_model = np.full(5, rewards.mean())  # a reward model that knows nothing of the actions
+    found = offpolicy.estimates(rewards, new_policy[actions], logging, wrong_model[actions],
+                                np.full(len(actions), new_policy @ wrong_model))
+    for name in ("IPS", "self-normalized IPS", "doubly robust"):
+        assert abs(found.at[name, "estimate"] - truth) < 3 * found.at[name, "standard error"], name
+    assert abs(found.at["direct method", "estimate"] - truth) > 0.05  # a wrong model misleads the direct method
+    # With a right reward model and rewards without noise, doubly robust is exact, where IPS still varies with
+    # which actions happened to be logged.
+    exact = offpolicy.estimates(means[actions], new_policy[actions], logging, means[actions],
+                                np.full(len(actions), truth))
+    assert exact.at["doubly robust", "estimate"] == pytest.approx(truth)
+    assert exact.at["doubly robust", "standard error"] < 1e-12 < exact.at["IPS", "standard error"]
+    clipped = offpolicy.estimates(rewards, new_policy[actions], logging, wrong_model[actions],
+                                  np.full(len(actions), new_policy @ wrong_model), clip=1.0)
+    assert clipped.at["IPS", "standard error"] < found.at["IPS", "standard error"]
+    assert clipped.at["IPS", "estimate"] < truth - 0.02  # capped weights under-count the favoured action
+    with pytest.raises(ValueError, match="^logging='smallest 0.0' is invalid: logging accepts probabilities > 0"):
+        offpolicy.estimates(rewards, new_policy[actions], logging * 0, rewards, rewards)
+    with pytest.raises(ValueError, match=r"^target='\(3,\) values' is invalid: target accepts one number per"):
+        offpolicy.estimates(rewards, [0.1, 0.2, 0.3], logging, rewards, rewards)
+
+
+def test_thompson_sampling_shows_the_likeliest_items_first() -> None:
+    alpha, beta = np.array([50.0, 5.0, 5.0, 5.0]), np.array([50.0, 95.0, 95.0, 95.0])
+    shown = offpolicy.thompson_distribution(alpha, beta, positions=2, samples=5_000)
+    assert shown.shape == (4, 2)
+    np.testing.assert_allclose(shown.sum(axis=0), 1.0)
+    assert shown[0, 0] > 0.99 and shown[0, 1] < 0.01  # a rate near 0.5 against rates near 0.05
+    np.testing.assert_allclose(shown[1:, 1], 1 / 3, atol=0.03)
+    with pytest.raises(ValueError, match="^positions=5 is invalid: positions accepts an integer from 1 to the 4"):
+        offpolicy.thompson_distribution(alpha, beta, positions=5)
+
+
+def test_the_open_bandit_sample_estimates_thompson_samplings_click_rate_from_random_logs() -> None:
+    """On real logs: Thompson sampling's click rate estimated by IPS from the uniform-random policy's logs (with
+    the production prior's action distribution) agrees, within the estimates' errors, with its own logged rate."""
+    random_log, thompson_log = offpolicy.open_bandit("random"), offpolicy.open_bandit("bts")
+    prior = pd.read_csv(offpolicy.OPEN_BANDIT / "bts_prior.csv")
+    shown = offpolicy.thompson_distribution(prior["alpha"], prior["beta"], positions=3, samples=20_000)
+    target = shown[random_log["item_id"].to_numpy(), random_log["position"].to_numpy() - 1]
+    rewards = random_log["click"].to_numpy(float)
+    flat = np.full(len(rewards), rewards.mean())
+    found = offpolicy.estimates(rewards, target, random_log["propensity_score"], flat, flat)
+    on_policy = thompson_log["click"].mean()
+    spread = np.hypot(found.at["IPS", "standard error"], thompson_log["click"].std() / np.sqrt(len(thompson_log)))
+    assert abs(found.at["IPS", "estimate"] - on_policy) < 2 * spread
+    with pytest.raises(ValueError, match="^policy='ts' is invalid: policy accepts 'random' or 'bts'"):
+        offpolicy.open_bandit("ts")
