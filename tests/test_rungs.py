@@ -17,8 +17,13 @@ from newsfeed.world.outcomes import _LOGIT, _PASSIVE_SHIFT
 
 
 @pytest.fixture(scope="module")
-def dataset() -> features.Dataset:
-    return features.build_dataset(simulate(WorldConfig.at_scale("small", seed=2)))
+def world() -> World:
+    return simulate(WorldConfig.at_scale("small", seed=2))
+
+
+@pytest.fixture(scope="module")
+def dataset(world: World) -> features.Dataset:
+    return features.build_dataset(world)
 
 
 def test_the_hidden_variables_are_what_the_true_probabilities_are_made_of(small: World) -> None:
@@ -105,9 +110,8 @@ def test_ablations_and_the_informed_ceiling_change_only_their_inputs(small: Worl
         rungs.with_hidden(log, small, ["posts"])
 
 
-def test_the_ladder_measures_each_run_once_and_then_reads_it(tmp_path: Path, dataset: features.Dataset,
+def test_the_ladder_measures_each_run_once_and_then_reads_it(tmp_path: Path, dataset: features.Dataset, world: World,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    world = simulate(WorldConfig.at_scale("small", seed=2))
     shipped = models.MultiTaskConfig(hidden=(16,), embedding_dim=4, max_epochs=1)
     found = ladder.runs(shipped, [0, 1])
     counts = pd.Series([run.study for run in found]).value_counts()
