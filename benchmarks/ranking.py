@@ -182,11 +182,12 @@ def main() -> int:
     print(shares.to_string(float_format="{:.3f}".format))
     print("\nCalibration (mean predicted over observed rate; 1 is calibrated):")
     # Reverse-chronological "probabilities" are freshness scores, not probabilities: no calibration to read.
-    calibration = table.drop(index=["random", models.Chronological.name])[[f"calibration_{r}" for r in REACTIONS]]
+    probabilistic = table.drop(index=["random", models.Chronological.name])
+    calibration = probabilistic[[f"calibration_{r}" for r in REACTIONS]]
     print(calibration.to_string(float_format="{:.3f}".format))
     print("\nExpected calibration error, as a share of each reaction's rate (0 is calibrated):")
     rates = pd.Series({f"ece_{r}": test[r].mean() for r in REACTIONS})
-    errors = table.drop(index=["random", models.Chronological.name])[rates.index] / rates
+    errors = probabilistic[rates.index] / rates
     print(errors.to_string(float_format="{:.3f}".format))
     if seeded:
         columns = ["ndcg@10", "auc_lift_share_click", "auc_lift_share_like", "calibration_like", "calibration_share"]

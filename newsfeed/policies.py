@@ -171,8 +171,9 @@ def shuffled_top(policy: Policy, share: float, top: int = 5, seed: int = 0) -> P
     def score(candidates: pd.DataFrame) -> np.ndarray:
         scores = np.asarray(policy(candidates), dtype=float).copy()
         marked = randomized_sessions(candidates["session_id"].to_numpy(), share, seed)
+        where = np.flatnonzero(marked)  # the marked rows' positions in candidates
         for rows in candidates[marked].groupby("session_id", sort=False).indices.values():
-            rows = np.flatnonzero(marked)[rows]  # positions in candidates, not in the marked subset
+            rows = where[rows]  # positions in candidates, not in the marked subset
             best = rows[np.argsort(-scores[rows], kind="stable")[:top]]
             # Above every other candidate of the session, in a random order among themselves.
             scores[best] = scores[rows].max() + 1.0 + rng.permutation(len(best))

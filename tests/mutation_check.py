@@ -79,7 +79,7 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
      'shown = shown[shown.groupby("session_id")["position"].transform("size").to_numpy() >= 1]',
      "tests/test_offpolicy.py::test_the_position_curve_recovers_a_known_examination_curve"),
     ("shuffled sessions shuffle the wrong rows (subset positions taken as the batch's)", "newsfeed/policies.py",
-     "rows = np.flatnonzero(marked)[rows]", "rows = rows",
+     "rows = where[rows]", "rows = rows",
      "tests/test_offpolicy.py::test_shuffled_sessions_show_the_policys_top_posts_in_a_uniformly_random_order"),
     ("doubly robust corrects with the model's prediction for the new policy, not for the logged choice",
      "newsfeed/offpolicy.py", '"doubly robust": model_target + weights * (rewards - model_logged)}',
