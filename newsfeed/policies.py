@@ -1,7 +1,7 @@
 """Every policy that decides what a user sees, in one place.
 
 A policy is a function from one batch of candidate rows (many sessions at once; see ``World.rollout``) to a
-score per row; the world shows each session's candidates in descending score order. The book serves five:
+score per row; the world shows each session's candidates in descending score order. The book serves these:
 
 - ``legacy_ranker``: the ranker that logged the world's data (fresh, popular, friends first, plus noise). It is
   defined in the simulator, whose logs it generated, and re-exported here;
@@ -11,7 +11,8 @@ score per row; the world shows each session's candidates in descending score ord
 - ``split_policy``: two policies side by side, one per arm of an A/B test (chapter 5);
 - ``epsilon_greedy``: any policy with exploration (chapter 7);
 - ``shuffled_top``: any policy with a randomized share of sessions whose top slots are shuffled, so that logs
-  carry a known propensity for every shown position (``randomized_sessions`` says which sessions).
+  carry a known propensity for every shown position (``randomized_sessions`` says which sessions);
+- ``reorder_top``: one policy's first screen in another's order (chapter 9's candidates for a new ranker).
 
 Use::
 
@@ -39,7 +40,7 @@ from newsfeed.validation import is_number, require
 from newsfeed.world import Policy, World, legacy_ranker
 
 __all__ = ["Policy", "epsilon_greedy", "legacy_ranker", "oracle_policy", "randomized_sessions", "ranking_policy",
-           "shuffled_top", "split_policy"]
+           "reorder_top", "request_features", "shuffled_top", "split_policy"]
 
 
 def oracle_policy(world: World, objective: Callable[[pd.DataFrame], Any]) -> Policy:
@@ -67,6 +68,22 @@ def oracle_policy(world: World, objective: Callable[[pd.DataFrame], Any]) -> Pol
     return score
 
 
+def request_features(aggregates: AggregateSource, edges: pd.DataFrame,
+                     dataset: Dataset) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """A function from candidate rows (as ``World.rollout`` passes them, or logged impressions with
+    ``requested_at``) to their feature table at request time, every candidate at position 1: what
+    ``ranking_policy`` scores, and what an off-policy evaluation scores logged rows with."""
+    followed = follower_sums(edges)  # once, not per batch
+    authors = aggregates.post_static["author_id"]
+
+    def table(candidates: pd.DataFrame) -> pd.DataFrame:
+        requests = serving_view(candidates.rename(columns={"requested_at": "timestamp"}))
+        followers = followers_at(followed, authors.reindex(requests["post_id"]).to_numpy(), requests["timestamp"])
+        return feature_table(requests, dataset.users, edges, aggregates, followers).join(dataset.text, on="post_id")
+
+    return table
+
+
 def ranking_policy(ranker: Ranker, aggregates: AggregateSource, edges: pd.DataFrame, dataset: Dataset) -> Policy:
     """A serving policy for ``World.rollout``: features for each candidate at request time from ``aggregates``
     (``dataset.aggregates`` of the log as of the last feature refresh), then the ranker's score as served.
@@ -75,14 +92,10 @@ def ranking_policy(ranker: Ranker, aggregates: AggregateSource, edges: pd.DataFr
     the posts, with topics read from their text, come in through ``aggregates``). Every candidate is scored
     at position 1, as ``Ranker.score`` serves.
     """
-    followed = follower_sums(edges)  # once, not per batch
-    authors = aggregates.post_static["author_id"]
+    table = request_features(aggregates, edges, dataset)
 
     def score(candidates: pd.DataFrame) -> np.ndarray:
-        requests = serving_view(candidates.rename(columns={"requested_at": "timestamp"}))
-        followers = followers_at(followed, authors.reindex(requests["post_id"]).to_numpy(), requests["timestamp"])
-        table = feature_table(requests, dataset.users, edges, aggregates, followers)
-        return ranker.score(table.join(dataset.text, on="post_id"))
+        return ranker.score(table(candidates))
 
     return score
 
@@ -156,21 +169,34 @@ def randomized_sessions(session_ids: npt.ArrayLike, share: float, seed: int = 0)
     return (hashed % 1_000_000) < round(share * 1_000_000)
 
 
-def shuffled_top(policy: Policy, share: float, top: int = 5, seed: int = 0) -> Policy:
+def shuffled_top(policy: Policy, share: float, top: int = 5, seed: int = 0,
+                 record: list[pd.DataFrame] | None = None) -> Policy:
     """``policy`` with a randomized share of sessions, the logs a team can learn position bias and evaluate new
     policies from. In the sessions ``randomized_sessions(ids, share, seed)`` marks, the policy's ``top`` best
     candidates fill the first ``top`` positions in a uniformly random order, so each of them lands at each of those
     positions with probability 1/``top`` (its propensity there); every other session, and every later position, is
     ranked as ``policy`` ranks it. The randomization costs engagement: the policy's best post is first in only
-    1/``top`` of the randomized sessions."""
+    1/``top`` of the randomized sessions.
+
+    ``record``, a list, receives a frame per batch of each session's ``top`` best candidates (``session_id``,
+    ``post_id``) and the rank ``policy`` gave them (``intended``), randomized or not: what a production log keeps
+    beside each impression, from which ``offpolicy.logging_propensity`` gives each shown post's probability of
+    its position."""
     require("policy", policy, callable(policy), "a callable that scores candidate rows")
     randomized_sessions(np.zeros(0), share, seed)  # checks share
     require("top", top, isinstance(top, int) and top >= 2, "an integer >= 2")
+    require("record", record, record is None or isinstance(record, list), "None or a list")
     rng = np.random.default_rng(seed)
 
     def score(candidates: pd.DataFrame) -> np.ndarray:
         scores = np.asarray(policy(candidates), dtype=float).copy()
-        marked = randomized_sessions(candidates["session_id"].to_numpy(), share, seed)
+        sessions = candidates["session_id"].to_numpy()
+        if record is not None:
+            rank = pd.Series(-scores).groupby(sessions).rank(method="first").to_numpy()
+            best = rank <= top
+            record.append(pd.DataFrame({"session_id": sessions[best], "post_id": candidates["post_id"].to_numpy()[best],
+                                        "intended": rank[best].astype(np.int64)}))
+        marked = randomized_sessions(sessions, share, seed)
         where = np.flatnonzero(marked)  # the marked rows' positions in candidates
         for rows in candidates[marked].groupby("session_id", sort=False).indices.values():
             rows = where[rows]  # positions in candidates, not in the marked subset
@@ -181,3 +207,24 @@ def shuffled_top(policy: Policy, share: float, top: int = 5, seed: int = 0) -> P
 
     return score
 
+
+def reorder_top(policy: Policy, by: Policy, top: int = 5) -> Policy:
+    """``policy``'s ``top`` best candidates of each session, shown first in the order ``by`` scores them (``by``
+    scores only those rows); later positions as ``policy`` ranks them. A new ranker for the first screen that
+    keeps the old one's candidates: the policies whose value chapter 9 estimates from the old one's logs."""
+    require("policy", policy, callable(policy), "a callable that scores candidate rows")
+    require("by", by, callable(by), "a callable that scores candidate rows")
+    require("top", top, isinstance(top, int) and top >= 1, "an integer >= 1")
+
+    def score(candidates: pd.DataFrame) -> np.ndarray:
+        scores = np.asarray(policy(candidates), dtype=float).copy()
+        sessions = candidates["session_id"].to_numpy()
+        chosen = np.flatnonzero(pd.Series(-scores).groupby(sessions).rank(method="first").to_numpy() <= top)
+        order = np.asarray(by(candidates.iloc[chosen].reset_index(drop=True)), dtype=float)
+        require("by", f"a callable returning {order.shape} scores for {len(chosen)} candidates",
+                order.shape == (len(chosen),), "a callable returning one score per row")
+        within = pd.Series(-order).groupby(sessions[chosen]).rank(method="first").to_numpy()
+        scores[chosen] = scores.max() + 1.0 + top - within
+        return scores
+
+    return score

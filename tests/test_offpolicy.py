@@ -125,15 +125,22 @@ def test_thompson_sampling_shows_the_likeliest_items_first() -> None:
 def test_the_open_bandit_sample_estimates_thompson_samplings_click_rate_from_random_logs() -> None:
     """On real logs: Thompson sampling's click rate estimated by IPS from the uniform-random policy's logs (with
     the production prior's action distribution) agrees, within the estimates' errors, with its own logged rate."""
-    random_log, thompson_log = offpolicy.open_bandit("random"), offpolicy.open_bandit("bts")
-    prior = pd.read_csv(offpolicy.OPEN_BANDIT / "bts_prior.csv")
-    shown = offpolicy.thompson_distribution(prior["alpha"], prior["beta"], positions=3, samples=20_000)
-    target = shown[random_log["item_id"].to_numpy(), random_log["position"].to_numpy() - 1]
-    rewards = random_log["click"].to_numpy(float)
-    flat = np.full(len(rewards), rewards.mean())
-    found = offpolicy.estimates(rewards, target, random_log["propensity_score"], flat, flat)
-    on_policy = thompson_log["click"].mean()
-    spread = np.hypot(found.at["IPS", "standard error"], thompson_log["click"].std() / np.sqrt(len(thompson_log)))
-    assert abs(found.at["IPS", "estimate"] - on_policy) < 2 * spread
+    found = offpolicy.thompson_from_random_logs()
+    logged = found.loc["logged by Thompson sampling"]
+    for name in ("IPS", "doubly robust"):
+        spread = np.hypot(found.at[name, "standard error"], logged["standard error"])
+        assert abs(found.at[name, "estimate"] - logged["estimate"]) < 2 * spread
+    assert found.at["IPS", "standard error"] > 2 * logged["standard error"]  # few random rows show its favourites
     with pytest.raises(ValueError, match="^policy='ts' is invalid: policy accepts 'random' or 'bts'"):
         offpolicy.open_bandit("ts")
+    with pytest.raises(ValueError, match="^prior_rows=0 is invalid: prior_rows accepts a number > 0"):
+        offpolicy.thompson_from_random_logs(prior_rows=0)
+
+
+def test_the_examination_exponent_of_a_power_law_curve_is_found() -> None:
+    positions = pd.Index(range(1, 6), name="position")
+    curve = pd.DataFrame({"relative to the top": positions.to_numpy() ** -0.6, "standard error": 0.05},
+                         index=positions)
+    assert offpolicy.examination_exponent(curve) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="^curve=.* is invalid: curve accepts two or more positions"):
+        offpolicy.examination_exponent(curve.iloc[:1])

@@ -1,5 +1,4 @@
-"""Learning from logged feedback: what logs with known randomness allow (the chapter after chapter 8, in
-preparation).
+"""What logs with known randomness allow: the examination curve, and a new policy's value from another's logs.
 
 Every model of the book learns from logs that a ranker chose, and position bias is in all of them: a post shown
 lower is examined less, whatever it is. ``policies.shuffled_top`` randomizes the top slots of a share of sessions;
@@ -8,8 +7,6 @@ there is the examination curve itself (the swap intervention of Joachims et al.,
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -46,10 +43,24 @@ def position_curve(impressions: pd.DataFrame, randomized: npt.ArrayLike, top: in
     return curve.rename_axis("position")
 
 
+def examination_exponent(curve: pd.DataFrame) -> float:
+    """The exponent b of a power-law examination curve, k ** -b, fitted to ``position_curve``'s estimate by least
+    squares on the log scale, each position weighted by its precision: how far a team extrapolates the randomized
+    slots' curve to every position (the world's own curve has this form; a real one is checked against it)."""
+    require_columns("curve", curve, ["relative to the top", "standard error"])
+    below = curve.iloc[1:]  # position 1 is 1 by construction
+    ratio, error = below["relative to the top"].to_numpy(float), below["standard error"].to_numpy(float)
+    require("curve", f"{len(below) + 1} positions", len(below) >= 1 and bool((ratio > 0).all()),
+            "two or more positions with a positive rate")
+    log_k = np.log(below.index.to_numpy(float))
+    weight = (ratio / np.maximum(error, 1e-12)) ** 2  # 1 / variance of log(ratio), by the delta method
+    return float(-(weight * log_k * np.log(ratio)).sum() / (weight * log_k**2).sum())
+
+
 # --------------------------------------------------------------------------------------------------------
 # Off-policy estimates of a new policy's value from another policy's logs
 # --------------------------------------------------------------------------------------------------------
-def _checked(name: str, values: npt.ArrayLike, length: int | None, positive: bool = False) -> np.ndarray:
+def checked_array(name: str, values: npt.ArrayLike, length: int | None, positive: bool = False) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     require(name, f"{array.shape} values", array.ndim == 1 and (length is None or len(array) == length),
             f"one number per logged row ({length})" if length is not None else "a one-dimensional array")
@@ -63,8 +74,8 @@ def _checked(name: str, values: npt.ArrayLike, length: int | None, positive: boo
 def importance_weights(target: npt.ArrayLike, logging: npt.ArrayLike, clip: float | None = None) -> np.ndarray:
     """Each logged row's weight: the new policy's probability of the logged choice over the logging policy's,
     capped at ``clip`` (less variance, some bias) when given."""
-    logging = _checked("logging", logging, None, positive=True)
-    target = _checked("target", target, len(logging))
+    logging = checked_array("logging", logging, None, positive=True)
+    target = checked_array("target", target, len(logging))
     require("target", "negative values", bool((target >= 0).all()), "probabilities >= 0")
     weights = target / logging
     if clip is not None:
@@ -89,45 +100,14 @@ def estimates(rewards: npt.ArrayLike, target: npt.ArrayLike, logging: npt.ArrayL
 
     ``clip`` caps the weights of IPS and doubly robust. The direct method's standard error counts only the
     spread of its per-row predictions, not the reward model's own error, which no spread of the logs reveals."""
-    rewards = _checked("rewards", rewards, None)
+    rewards = checked_array("rewards", rewards, None)
     n = len(rewards)
     require("rewards", f"{n} rows", n >= 2, "two or more logged rows")
-    weights = importance_weights(_checked("target", target, n), _checked("logging", logging, n, True), clip)
-    model_logged = _checked("predicted_logged", predicted_logged, n)
-    model_target = _checked("predicted_target", predicted_target, n)
+    weights = importance_weights(checked_array("target", target, n), checked_array("logging", logging, n, True), clip)
+    model_logged = checked_array("predicted_logged", predicted_logged, n)
+    model_target = checked_array("predicted_target", predicted_target, n)
     terms = {"direct method": model_target, "IPS": weights * rewards,
              "self-normalized IPS": weights * rewards / weights.mean(),
              "doubly robust": model_target + weights * (rewards - model_logged)}
     return pd.DataFrame({"estimate": {k: v.mean() for k, v in terms.items()},
                          "standard error": {k: v.std(ddof=1) / np.sqrt(n) for k, v in terms.items()}})
-
-
-# --------------------------------------------------------------------------------------------------------
-# The Open Bandit Dataset's small sample (data/open_bandit/README.md)
-# --------------------------------------------------------------------------------------------------------
-OPEN_BANDIT = Path(__file__).resolve().parent.parent / "data" / "open_bandit"
-
-
-def open_bandit(policy: str) -> pd.DataFrame:
-    """The 10,000 logged impressions of ``policy`` (``"random"`` or ``"bts"``, Bernoulli Thompson sampling):
-    ``item_id``, ``position`` (1-3), ``click``, the logging policy's ``propensity_score``, and the context."""
-    require("policy", policy, policy in ("random", "bts"), "'random' or 'bts'")
-    return pd.read_csv(OPEN_BANDIT / f"{policy}_all.csv.gz", index_col=0)
-
-
-def thompson_distribution(alpha: npt.ArrayLike, beta: npt.ArrayLike, positions: int = 3, samples: int = 20_000,
-                          seed: int = 0) -> np.ndarray:
-    """Bernoulli Thompson sampling's probability of showing each item at each position, ``(items, positions)``:
-    each draw samples every item's click rate from its Beta(``alpha``, ``beta``) and shows the highest
-    ``positions`` in order; the share of ``samples`` draws that put item a at position k estimates it."""
-    alpha, beta = _checked("alpha", alpha, None, True), _checked("beta", beta, None, True)
-    require("beta", f"{len(beta)} values", len(beta) == len(alpha), f"one per item ({len(alpha)})")
-    require("positions", positions, isinstance(positions, int) and 1 <= positions <= len(alpha),
-            f"an integer from 1 to the {len(alpha)} items")
-    rng = np.random.default_rng(seed)
-    draws = rng.beta(alpha, beta, size=(samples, len(alpha)))
-    shown = np.argsort(-draws, axis=1, kind="stable")[:, :positions]
-    counts = np.zeros((len(alpha), positions))
-    for position in range(positions):
-        counts[:, position] = np.bincount(shown[:, position], minlength=len(alpha))
-    return counts / samples
