@@ -171,17 +171,18 @@ def randomized_sessions(session_ids: npt.ArrayLike, share: float, seed: int = 0)
 
 def shuffled_top(policy: Policy, share: float, top: int = 5, seed: int = 0,
                  record: list[pd.DataFrame] | None = None) -> Policy:
-    """``policy`` with a randomized share of sessions, the logs a team can learn position bias and evaluate new
-    policies from. In the sessions ``randomized_sessions(ids, share, seed)`` marks, the policy's ``top`` best
-    candidates fill the first ``top`` positions in a uniformly random order, so each of them lands at each of those
-    positions with probability 1/``top`` (its propensity there); every other session, and every later position, is
-    ranked as ``policy`` ranks it. The randomization costs engagement: the policy's best post is first in only
-    1/``top`` of the randomized sessions.
+    """``policy`` with a randomized share of sessions, the logs a team can learn position bias and
+    evaluate new policies from. In the sessions ``randomized_sessions(ids, share, seed)`` marks, the
+    policy's ``top`` best candidates fill the first ``top`` positions in a uniformly random order,
+    so each of them lands at each of those positions with probability 1/``top`` (its propensity);
+    every other session, and every later position, is ranked as ``policy`` ranks it. The
+    randomization costs engagement: the policy's best post is first in only 1/``top`` of the
+    randomized sessions.
 
-    ``record``, a list, receives a frame per batch of each session's ``top`` best candidates (``session_id``,
-    ``post_id``) and the rank ``policy`` gave them (``intended``), randomized or not: what a production log keeps
-    beside each impression, from which ``offpolicy.logging_propensity`` gives each shown post's probability of
-    its position."""
+    ``record``, a list, receives a frame per batch of each session's ``top`` best candidates
+    (``session_id``, ``post_id``) and the rank ``policy`` gave them (``intended``), randomized or
+    not: what a production log keeps beside each impression, from which
+    ``offpolicy.evaluation.first_screen`` gives each shown post's probability of its position."""
     require("policy", policy, callable(policy), "a callable that scores candidate rows")
     randomized_sessions(np.zeros(0), share, seed)  # checks share
     require("top", top, isinstance(top, int) and top >= 2, "an integer >= 2")
@@ -194,7 +195,8 @@ def shuffled_top(policy: Policy, share: float, top: int = 5, seed: int = 0,
         if record is not None:
             rank = pd.Series(-scores).groupby(sessions).rank(method="first").to_numpy()
             best = rank <= top
-            record.append(pd.DataFrame({"session_id": sessions[best], "post_id": candidates["post_id"].to_numpy()[best],
+            posts = candidates["post_id"].to_numpy()[best]
+            record.append(pd.DataFrame({"session_id": sessions[best], "post_id": posts,
                                         "intended": rank[best].astype(np.int64)}))
         marked = randomized_sessions(sessions, share, seed)
         where = np.flatnonzero(marked)  # the marked rows' positions in candidates

@@ -78,6 +78,7 @@ TAUGHT: dict[str, tuple[str, ...]] = {
     "06_serving": ("def rerank", "def in_batch_softmax_loss"),
     "07_monitoring": ("def psi",),
     "08_scaling": ("def _within_partition", "def aggregates"),
+    "09_logged_feedback": ("def shuffled_top", "class Relabeled", "def session_terms"),
 }
 
 

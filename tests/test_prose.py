@@ -69,6 +69,11 @@ INPUTS: dict[str, dict[str, str]] = {
     "08_scaling": {
         "150": "chapter 1's assumed CPU-ms of heavy ranking per request (an assumption)",
     },
+    "09_logged_feedback": {
+        "20,000": "the draws from Thompson sampling's prior (offpolicy.thompson_distribution's samples, a setting)",
+        "0.1": "delays.arrival_chance's floor, a setting",
+        "1%": "the randomized share an exercise proposes (ex-09-bucket)",
+    },
     "07_monitoring": {
         "0.1": "monitoring.PSI_WARN, the rule of thumb's warn line",
         "0.25": "monitoring.PSI_ALERT, the rule of thumb's alert line",

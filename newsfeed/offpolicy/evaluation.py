@@ -73,17 +73,18 @@ def reward_model(screen: pd.DataFrame, feature: npt.ArrayLike, reward: str) -> C
 
 def session_terms(screen: pd.DataFrame, target: np.ndarray, predicted: np.ndarray, reward: str,
                   clip: float | None = None) -> pd.DataFrame:
-    """Per logged session, the sums over its first screen from which every estimator is a ratio of means: the
-    direct method's predicted reward of the new policy, the importance weights, the weighted rewards, and the
-    weighted model errors. ``target`` is ``target_probabilities``; ``predicted`` the reward model's prediction
-    for each row (post) at each position."""
+    """Per logged session, the sums over its first screen from which every estimator is a ratio of
+    means: the direct method's predicted reward of the new policy, the importance weights, the
+    weighted rewards, and the weighted model errors. ``target`` is ``target_probabilities``;
+    ``predicted`` the reward model's prediction for each row (post) at each position."""
     top = target.shape[1]
     position = screen["position"].to_numpy() - 1
     target_logged = target.reshape(-1, top)[np.arange(len(screen)), position]
     weights = importance_weights(target_logged, screen["propensity"].to_numpy(), clip)
     rewards = screen[reward].to_numpy(dtype=float)
     model_logged = predicted[np.arange(len(screen)), position]
-    direct = (target * predicted.reshape(-1, top, top)).sum(axis=(1, 2))  # expected over the policy's screen
+    # The direct method: the reward model's prediction, expected over the new policy's screen.
+    direct = (target * predicted.reshape(-1, top, top)).sum(axis=(1, 2))
     per_row = pd.DataFrame({"weight": weights, "weighted reward": weights * rewards,
                             "weighted error": weights * (rewards - model_logged)})
     sums = per_row.groupby(np.arange(len(screen)) // top).sum()

@@ -29,13 +29,15 @@ Observed = Callable[[pd.DataFrame], np.ndarray]
 
 
 class Relabeled(MultiTask):
-    """``MultiTask`` whose reaction labels are divided by ``observed(rows)``, the probability that each was seen,
-    and whose position tower is kept (``position_tower=True``, chapter 4's correction) or frozen at zero."""
+    """``MultiTask`` whose reaction labels are divided by ``observed(rows)``, the probability that
+    each was seen, and whose position tower is kept (``position_tower=True``, chapter 4's
+    correction) or frozen at zero."""
 
     name = "relabeled network"
 
     def __init__(self, config: MultiTaskConfig | None = None, observed: Observed | None = None,
-                 position_tower: bool = True, progress: Callable[[str], None] | None = print) -> None:
+                 position_tower: bool = True,
+                 progress: Callable[[str], None] | None = print) -> None:
         super().__init__(config, progress)
         require("observed", observed, observed is None or callable(observed),
                 "None, or a function from rows to the probability each label was observed")
@@ -54,7 +56,8 @@ class Relabeled(MultiTask):
             return reactions, dwell
         chance = np.asarray(self.observed(table), dtype=float)
         require("observed", f"a function returning {chance.shape} values for {len(table)} rows",
-                chance.shape == (len(table), len(REACTIONS)), f"one value per row and reaction ({len(REACTIONS)})")
+                chance.shape == (len(table), len(REACTIONS)),
+                f"one value per row and reaction ({len(REACTIONS)})")
         require("observed", "a function returning values outside (0, 1]",
                 bool(((chance > 0) & (chance <= 1)).all()), "probabilities > 0 and <= 1")
         return reactions / torch.tensor(chance, dtype=reactions.dtype), dwell
