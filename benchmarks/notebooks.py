@@ -1,4 +1,4 @@
-"""How long does each chapter take to execute? Checks the book's budgets: each chapter <= 90 s, all <= 6 min.
+"""How long does each chapter take to execute? Checks the book's budgets: each chapter <= 90 s, all <= 8 min.
 
     python benchmarks/notebooks.py            # a table, one row per chapter
     python benchmarks/notebooks.py --json     # {"chapters": {NAME: seconds}, "total_seconds": ..., ...}
@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 CHAPTER_BUDGET_SECONDS = 90.0
-BOOK_BUDGET_SECONDS = 360.0
+#: All chapters one after another. `make test` runs them on its two workers, so 8 minutes here is about 4 of
+#: the 7 minutes the test command may take on two cores, leaving the rest to the unit and browser tests.
+BOOK_BUDGET_SECONDS = 480.0
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 
