@@ -73,6 +73,8 @@ INPUTS: dict[str, dict[str, str]] = {
         "20,000": "the draws from Thompson sampling's prior (offpolicy.thompson_distribution's samples, a setting)",
         "0.1": "delays.arrival_chance's floor, a setting",
         "1%": "the randomized share an exercise proposes (ex-09-bucket)",
+        "0.96": "a propensity by definition: 0.05 / 5 + 0.95, the intended slot's with a twentieth randomized",
+        "0.01": "a propensity by definition: 0.05 / 5, any other first-screen slot's with a twentieth randomized",
     },
     "07_monitoring": {
         "0.1": "monitoring.PSI_WARN, the rule of thumb's warn line",
