@@ -44,13 +44,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +57,7 @@ from newsfeed import estimates, features, metrics, models, serving
 from newsfeed.estimates import RANKING_P99_MS, server_budget_ms
 from newsfeed.metrics import engagement_score, ndcg_at_k
 from newsfeed.notebook import setup
+from newsfeed.serving import load
 from newsfeed.world import REACTIONS, artifacts_folder, load_world
 
 #: The headline requests gather at least this many candidates (chapter 1 assumes 1,500 for a large network).
@@ -69,123 +65,32 @@ MIN_CANDIDATES = 1000
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
-    """Poll ``url`` until it answers 200; fail if the process exits or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited with code {process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the service did not answer {url} within {timeout:.0f} s")
-
-
-def start_services(args: argparse.Namespace, workers: int) -> list[subprocess.Popen]:
-    """``workers`` service processes (``python -m newsfeed.serving``) on 127.0.0.1, ports ``args.port`` onward,
-    each pinned to its own CPU (``args.cpu`` first), as many instances behind a load balancer would run."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    cpus = sorted(os.sched_getaffinity(0), key=lambda cpu: cpu != args.cpu)
-    services = []
-    for worker in range(workers):
-        command = [sys.executable, "-m", "newsfeed.serving", "--scale", args.scale, "--seed", str(args.seed),
-                   "--host", "127.0.0.1", "--port", str(args.port + worker)]
-        cpu = cpus[worker % len(cpus)]
-        services.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                         preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu})))
-    return services
-
-
-def stop_services(services: list[subprocess.Popen]) -> None:
-    for service in services:
-        service.terminate()
-    for service in services:
-        try:
-            service.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            service.kill()
-
-
-def one_request(url: str, due: float, timeout: float) -> tuple[str, float]:
-    """GET ``url``: its HTTP status (or the error that left it unanswered) and the milliseconds from ``due``, the
-    moment it was meant to leave, to its answer (so a request the client could not send on time counts its wait)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            answer.read()
-            outcome = str(answer.status)
-    except urllib.error.HTTPError as error:
-        outcome = str(error.code)
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        outcome = type(error).__name__
-    return outcome, (time.perf_counter() - due) * 1000
-
-
-def offered_load(bases: list[str], users: list[int], rate: float, seconds: float, seed: int = 0,
-                 timeout: float = 5.0) -> dict[str, float]:
-    """An open-loop load: ``rate`` feed requests a second for ``seconds``, each sent at its time whatever the
-    answers before it (as independent users arrive), round-robin over the services at ``bases``. Returns the
-    offered and achieved rates, the answered requests' p50 and p99 (from each request's due time), and the errors
-    (any answer but 200, or none within ``timeout`` seconds). Bounded: ``rate * seconds`` requests."""
-    count = max(1, round(rate * seconds))
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(users, size=count)
-    outcomes: list[tuple[str, float]] = []
-    with ThreadPoolExecutor(max_workers=min(count, 128)) as pool:
-        start = time.perf_counter()
-        futures = []
-        for k in range(count):
-            due = start + k / rate
-            time.sleep(max(0.0, due - time.perf_counter()))
-            url = f"{bases[k % len(bases)]}/feed/{int(chosen[k])}?limit=10"
-            futures.append(pool.submit(one_request, url, due, timeout))
-        outcomes = [future.result() for future in futures]
-        # The offered window at least: a service that keeps up answers count / rate requests a second.
-        elapsed = max(time.perf_counter() - start, count / rate)
-    answered = [ms for outcome, ms in outcomes if outcome == "200"]
-    return {"offered_per_second": rate, "requests": count, "seconds": elapsed,
-            "achieved_per_second": len(answered) / elapsed, "errors": sum(o != "200" for o, _ in outcomes),
-            "p50_ms": float(np.percentile(answered, 50)) if answered else float("nan"),
-            "p99_ms": float(np.percentile(answered, 99)) if answered else float("nan")}
-
-
-def knee(curve: list[dict[str, float]]) -> float:
-    """The highest offered rate the service keeps up with: every request answered with 200, and the achieved rate
-    within 5% of the offered one (0 if none)."""
-    kept = [point["offered_per_second"] for point in curve
-            if point["errors"] == 0 and point["achieved_per_second"] >= 0.95 * point["offered_per_second"]]
-    return max(kept, default=0.0)
-
-
 def capacity(args: argparse.Namespace, users: list[int]) -> dict[str, object]:
     """The capacity curve with one and with two service processes: each of ``args.rates`` offered for
     ``args.capacity_seconds`` seconds, then the knee."""
     found: dict[str, object] = {}
     for workers in args.workers:
-        services = start_services(args, workers)
-        bases = [f"http://127.0.0.1:{args.port + worker}" for worker in range(workers)]
+        ports = [args.port + worker for worker in range(workers)]
+        services = load.start_services(args.scale, args.seed, ports, first_cpu=args.cpu)
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
         try:
             for base, service in zip(bases, services, strict=True):
-                wait_until_ready(f"{base}/health", service, timeout=600)
-            offered_load(bases, users, rate=min(args.rates), seconds=2.0, seed=args.seed)  # warm-up, not kept
-            curve = [offered_load(bases, users, rate, args.capacity_seconds, seed=args.seed + i)
+                load.wait_until_ready(f"{base}/health", service, timeout=600)
+            load.offered_load(bases, users, rate=min(args.rates), seconds=2.0, seed=args.seed)  # warm-up, not kept
+            curve = [load.offered_load(bases, users, rate, args.capacity_seconds, seed=args.seed + i)
                      for i, rate in enumerate(args.rates)]
         finally:
-            stop_services(services)
-        found[str(workers)] = {"curve": curve, "knee_per_second": knee(curve)}
+            load.stop_services(services)
+        found[str(workers)] = {"curve": curve, "knee_per_second": load.knee(curve)}
     return found
 
 
 def load_test(args: argparse.Namespace, users: list[int]) -> dict[str, float]:
     """Start the service on 127.0.0.1, hold it under ``args.clients`` concurrent clients, stop it."""
-    services = start_services(args, 1)
+    services = load.start_services(args.scale, args.seed, [args.port], first_cpu=args.cpu)
     base = f"http://127.0.0.1:{args.port}"
     try:
-        wait_until_ready(f"{base}/health", services[0], timeout=600)
+        load.wait_until_ready(f"{base}/health", services[0], timeout=600)
         latencies: list[float] = []  # of every answered request
         outcomes: list[str] = []  # the HTTP status of every request, or the error that left it unanswered
         lock = threading.Lock()
@@ -199,7 +104,7 @@ def load_test(args: argparse.Namespace, users: list[int]) -> dict[str, float]:
                     if len(outcomes) >= args.load_requests:
                         return
                 url = f"{base}/feed/{int(rng.choice(users))}?limit=10"
-                outcome, ms = one_request(url, time.perf_counter(), timeout=10)
+                outcome, ms = load.one_request(url, time.perf_counter(), timeout=10)
                 with lock:
                     outcomes.append(outcome)
                     if outcome.isdigit():
@@ -212,7 +117,7 @@ def load_test(args: argparse.Namespace, users: list[int]) -> dict[str, float]:
             thread.join()
         elapsed = time.monotonic() - start
     finally:
-        stop_services(services)
+        load.stop_services(services)
     done = len(latencies)
     return {"clients": args.clients, "seconds": elapsed, "requests": len(outcomes),
             "requests_per_second": len(outcomes) / elapsed, "errors": sum(o != "200" for o in outcomes),

@@ -214,14 +214,14 @@ def test_notebooks_names_what_it_accepts() -> None:
 
 
 def test_the_capacity_client_offers_its_rate_and_counts_what_a_service_refuses() -> None:
-    """serving.py's open-loop client against a local server that answers the first requests and refuses the rest
-    with 503, as the service does beyond its connection limit: every request is sent on time and counted."""
+    """The capacity curve's open-loop client (``serving.load``, which serving.py and chapter 6 use) against a local
+    server that answers the first requests and refuses the rest with 503, as the service does beyond its connection
+    limit: every request is sent on time and counted."""
     import http.server
     import threading
 
-    spec = importlib.util.spec_from_file_location("benchmark_serving", BENCHMARKS / "serving.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from newsfeed.serving import load as module
+
     served = []
 
     class Handler(http.server.BaseHTTPRequestHandler):

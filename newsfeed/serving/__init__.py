@@ -17,7 +17,10 @@ trades a little expected engagement for author and topic diversity.
 - ``candidates``: ``CandidateConfig`` and ``CandidateIndex`` (the four sources, and the light ranker's scores);
 - ``rerank``: ``RerankConfig`` and ``rerank``;
 - ``server``: ``FeedServer``, ``build_server``, ``quantized`` and latency measurement;
-- ``web``: ``create_app`` (FastAPI, ``GET /feed/{user_id}?limit=N``) around the framework-free ``handle``.
+- ``web``: ``create_app`` (FastAPI, ``GET /feed/{user_id}?limit=N``) around the framework-free ``handle``;
+- ``load``: the service's capacity curve (``capacity_curve``, ``offered_load``, ``knee``), service processes on
+  127.0.0.1 under an open-loop load (imported as ``newsfeed.serving.load``: it starts processes, so nothing
+  imports it by accident).
 """
 
 from newsfeed.serving.candidates import SOURCES, CandidateConfig, CandidateIndex
