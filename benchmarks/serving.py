@@ -19,7 +19,7 @@ whose feed request gathers at least 1,000 candidates (the light ranker passes 30
 ranker); "any_warm_user" times a sample of all users with history, for reference.
 
 "capacity": the service's capacity curve, with one and with two service processes (``--workers``; each pinned to
-its own CPU, on ports ``--port`` onward, the requests spread round-robin as a load balancer would): for each offered
+its own CPU, on ports the system picks, the requests spread round-robin as a load balancer would): for each offered
 load in ``--rates``, an open-loop client sends that many requests per second for ``--capacity-seconds`` whatever
 the answers (latencies count from each request's due time, so a service that falls behind shows it), and reports
 the achieved rate, p50 and p99 and the errors; the "knee" is the highest offered load answered in full at 95% of
@@ -66,23 +66,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def capacity(args: argparse.Namespace, users: list[int]) -> dict[str, object]:
-    """The capacity curve with one and with two service processes: each of ``args.rates`` offered for
-    ``args.capacity_seconds`` seconds, then the knee."""
-    found: dict[str, object] = {}
-    for workers in args.workers:
-        ports = [args.port + worker for worker in range(workers)]
-        services = load.start_services(args.scale, args.seed, ports, first_cpu=args.cpu)
-        bases = [f"http://127.0.0.1:{port}" for port in ports]
-        try:
-            for base, service in zip(bases, services, strict=True):
-                load.wait_until_ready(f"{base}/health", service, timeout=600)
-            load.offered_load(bases, users, rate=min(args.rates), seconds=2.0, seed=args.seed)  # warm-up, not kept
-            curve = [load.offered_load(bases, users, rate, args.capacity_seconds, seed=args.seed + i)
-                     for i, rate in enumerate(args.rates)]
-        finally:
-            load.stop_services(services)
-        found[str(workers)] = {"curve": curve, "knee_per_second": load.knee(curve)}
-    return found
+    """The capacity curve with each number of service processes in ``args.workers`` (``serving.load``, as chapter 6
+    runs it): each of ``args.rates`` offered for ``args.capacity_seconds`` seconds, then the knee."""
+    curve = load.capacity_curve(args.scale, args.seed, users, args.rates, args.capacity_seconds, args.workers,
+                                warm_up=2.0)
+    return {str(workers): {"curve": curve.loc[workers].to_dict("records"),
+                           "knee_per_second": load.knee(curve.loc[workers].to_dict("records"))}
+            for workers in args.workers}
 
 
 def load_test(args: argparse.Namespace, users: list[int]) -> dict[str, float]:
