@@ -108,7 +108,9 @@ def test_serving() -> None:
     assert_finite(report)
     assert "load" not in report and "chapter1" not in report
     assert (report["scale"], report["epochs"], report["min_candidates"]) == ("small", 1, 300)
-    for name, entry in (("float32", report), ("int8", report["quantized"]), ("any", report["any_warm_user"])):
+    entries = (("float32", report), ("int8", report["quantized"]), ("store path", report["store_path"]),
+               ("chapter 6", report["chapter6"]))
+    for name, entry in entries:
         assert_latency(entry, name)
         assert entry["requests"] == 10 and entry["repeats"] == 1
         assert {"candidate generation", "light ranking", "features", "ranking", "re-ranking",
@@ -124,6 +126,9 @@ def test_serving() -> None:
         assert all(0.5 < entry["quality"][f"auc_{reaction}"] <= 1 for reaction in ("click", "like", "share"))
     assert report["budget"]["server_p99_ms"] > report["budget"]["ranking_p99_ms"] > 0
     assert report["budget"]["server_within"] == (report["p99_ms"] <= report["budget"]["server_p99_ms"])
+    # The same requests either way; the store path reads SQLite per request, the online path arrays.
+    assert report["store_path"]["candidates"] == report["candidates"]
+    assert report["two_tower"] == 1500 and report["chapter6"]["candidates"] <= report["candidates"]
     with_enough, warm = map(int, report["users_with_enough_candidates"].split(" of "))
     assert 0 < with_enough <= warm
 

@@ -47,6 +47,26 @@ def test_served_features_equal_offline_features(setting: tuple) -> None:
     pd.testing.assert_frame_equal(served, offline, check_dtype=False, check_exact=True)
 
 
+def test_online_features_equal_the_store_path_to_the_bit(setting: tuple) -> None:
+    """The online path (the store's tables as arrays, loaded once) gives the table the store path reads per
+    request, exactly, so the scores are identical: for users with and without history,
+    for every candidate and for the light ranker's subset in another order."""
+    _, _, server = setting
+    people = sorted(server.known_users)
+    users = [warm_user(server), next(u for u in people if server.is_cold(u)), people[-1]]
+    # Someone whose edges are all made after the snapshot counts as having none: a friend of tomorrow is not one.
+    late = server.online.edges
+    users += [u for u in people if u in late and (late[u]["created_at"] >= server.index.now).all()][:1]
+    for user in users:
+        posts = server.candidates(user)["post_id"].to_numpy()
+        for ids in (posts, posts[::-3]):
+            fast, stored = server.features(user, ids), server.store_features(user, ids)
+            pd.testing.assert_frame_equal(fast, stored, check_exact=True)
+            pd.testing.assert_frame_equal(server.rank(fast), server.rank(stored), check_exact=True)
+    with pytest.raises(ValueError, match="post_ids"):
+        server.features(users[0], np.array([10**9]))
+
+
 def test_store_aggregates_equal_history(setting: tuple) -> None:
     world, dataset, server = setting
     before = dataset.log[dataset.log["timestamp"] < dataset.serve_at]

@@ -149,9 +149,12 @@ class CandidateIndex:
 
     def candidates(self, user: int) -> pd.DataFrame:
         """The union of the sources, one row per post, with the first source that found it."""
-        parts = [pd.DataFrame({"post_id": getattr(self, source)(user), "source": source}) for source in SOURCES]
-        merged = pd.concat(parts, ignore_index=True).drop_duplicates("post_id", keep="first")
-        return merged.sort_values("post_id", kind="stable").reset_index(drop=True)
+        found = [np.asarray(getattr(self, source)(user), dtype=np.int64) for source in SOURCES]
+        ids = np.concatenate(found)
+        which = np.repeat(np.arange(len(SOURCES)), [len(part) for part in found])
+        # np.unique sorts the ids and points at each one's first occurrence: the first source in SOURCES order.
+        unique, first = np.unique(ids, return_index=True)
+        return pd.DataFrame({"post_id": unique, "source": np.array(SOURCES, dtype=object)[which[first]]})
 
     def all_eligible(self, user: int) -> np.ndarray:
         """Every unseen post of the window: the pool an oracle would choose from."""

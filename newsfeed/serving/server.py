@@ -18,6 +18,7 @@ from newsfeed import features
 from newsfeed.metrics import engagement_score
 from newsfeed.models import MultiTask, Ranker
 from newsfeed.serving.candidates import CandidateConfig, CandidateIndex
+from newsfeed.serving.online import OnlineFeatures, graph_source, serving_requests, with_text
 from newsfeed.serving.rerank import RerankConfig, rerank
 from newsfeed.serving.retrieval import TwoTower
 from newsfeed.serving.store import FeatureStore
@@ -29,6 +30,9 @@ MAX_LIMIT = 100
 #: ("popularity"), the heavy ranker on its priors over the network and trending posts ("ranker"), or the heavy
 #: ranker over candidates that add the two-tower's neighbours of what is known at signup ("signup").
 COLD_START_POLICIES: tuple[str, ...] = ("popularity", "ranker", "signup")
+#: Where a request's features come from: the store's tables loaded as arrays when the server starts
+#: (``online.OnlineFeatures``), or read from the store per request (the slower reference, equal to the bit).
+FEATURE_PATHS: tuple[str, ...] = ("online", "store")
 #: What the service serves a user without history unless told otherwise: the policy chapter 6 measured best
 #: (tests/test_serving.py checks that the chapter's choice and this default agree).
 COLD_START = "signup"
@@ -54,9 +58,9 @@ class FeedServer:
     ``users`` are the cleaned profiles (an entity table the service keeps in memory), ``text`` the posts' text
     embeddings; everything else about the log and the graph is read from the feature store. When the index has
     a two-tower model, the **light ranker** (its dot product) keeps the ``light_keep`` best candidates for the
-    heavy ranker (``None``: score them all). ``cold_start`` is one of ``COLD_START_POLICIES``. The server keeps no
-    per-request state: the web service answers on several threads at once, so ``serve`` returns each request's
-    timings and candidate count with its feed.
+    heavy ranker (``None``: score them all). ``cold_start`` is one of ``COLD_START_POLICIES``, ``feature_path``
+    one of ``FEATURE_PATHS``. The server keeps no per-request state: the web service answers on several threads at
+    once, so ``serve`` returns each request's timings and candidate count with its feed.
     """
 
     ranker: Ranker
@@ -67,47 +71,54 @@ class FeedServer:
     rerank_config: RerankConfig = field(default_factory=RerankConfig)
     light_keep: int | None = 300
     cold_start: str = COLD_START
+    feature_path: str = "online"
 
     def __post_init__(self) -> None:
         if self.light_keep is not None:
             require_int("light_keep", self.light_keep, lo=1)
         require("cold_start", self.cold_start, self.cold_start in COLD_START_POLICIES,
                 f"one of {', '.join(COLD_START_POLICIES)}")
+        require("feature_path", self.feature_path, self.feature_path in FEATURE_PATHS,
+                f"one of {', '.join(FEATURE_PATHS)}")
         require("rerank_config", self.rerank_config, isinstance(self.rerank_config, RerankConfig), "a RerankConfig")
         people = self.users[(self.users["account_type"] == "person") & (self.users["signup_date"] < self.index.now)]
         self.known_users = set(people["user_id"].tolist())
+        require("store", str(self.store.snapshot), self.store.snapshot == self.index.now,
+                f"a feature store materialized at the candidate index's time {self.index.now}")
         self._devices = self.users.set_index("user_id")["device"]
-        self._text_matrix = self.text.to_numpy()
+        self.online = OnlineFeatures(self.store, self.users, self.text)
 
     def is_cold(self, user: int) -> bool:
         """No impression logged before the snapshot: nothing to personalize on."""
         return user not in self.index.seen
 
     def features(self, user: int, post_ids: np.ndarray, device: str | None = None) -> pd.DataFrame:
-        """Model features for the user's candidates at ``index.now``, read from the store and combined by
-        ``features.feature_table`` (the training code)."""
-        device = device if device is not None else self._devices.get(user)
+        """Model features for the user's candidates at ``index.now``, combined by ``features.feature_table`` (the
+        training code) from the ``feature_path``: the store's tables as arrays (``online``), or the store itself."""
+        if self.feature_path == "store":
+            return self.store_features(user, post_ids, device)
+        return self.online.table(user, post_ids, self._device(user, device))
+
+    def store_features(self, user: int, post_ids: np.ndarray, device: str | None = None) -> pd.DataFrame:
+        """What ``features`` returns, read from the store per request (SQLite queries, a frame per table): the
+        path the online one replaced, kept as its reference (equal to the bit) and for the latency it costs."""
         own_edges = self.store.edges_of(user)
         static = self.store.post_static(post_ids)
         authors = static["author_id"].reindex(post_ids).to_numpy()
-        # The source feature as in training: a friend's or a followed page's post, or one from outside the graph,
-        # by the edges that exist at serving time.
-        known = own_edges[own_edges["created_at"] < self.index.now]
-        relation = known.drop_duplicates("target_id").set_index("target_id")["edge_type"]
-        source = relation.reindex(authors).fillna("discovery").astype("str").to_numpy()
-        requests = pd.DataFrame({"user_id": user, "post_id": post_ids,
-                                 "timestamp": pd.Series(self.index.now, index=range(len(post_ids))),
-                                 "device": device if isinstance(device, str) else "web", "position": 1,
-                                 "source": source})
+        source = graph_source(own_edges, authors, self.index.now)
+        requests = serving_requests(user, post_ids, self.index.now, self._device(user, device), source)
         view = self.store.view(requests, static)
         # feature_table reads the user's own edges for is_friend / is_follow; follower counts, a batch
         # aggregate over the whole graph, come from the store.
         counts = self.store.followers(authors)
         followers = np.array([counts.get(int(a), 0.0) for a in authors.tolist()])
         table = features.feature_table(requests, self.users, own_edges, view, followers=followers)
-        # The text columns, as ``table.join(self.text, on="post_id")`` gives them, by array indexing (faster).
-        text = self._text_matrix[self.text.index.get_indexer(post_ids)]
-        return pd.concat([table, pd.DataFrame(text, index=table.index, columns=self.text.columns)], axis=1)
+        return with_text(table, self.online.text, self.online.text_rows, self.online.text_columns)
+
+    def _device(self, user: int, device: str | None) -> str:
+        """The request's device: as given, else the user's from their profile, else "web"."""
+        device = device if device is not None else self._devices.get(user)
+        return device if isinstance(device, str) else "web"
 
     def rank(self, table: pd.DataFrame, popularity: bool = False) -> pd.DataFrame:
         """The candidates' feature table with the server's ``score`` and ``p_hide``: the ranker's expected
