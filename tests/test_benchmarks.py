@@ -155,8 +155,17 @@ def test_retrieval() -> None:
 
 
 def test_scale() -> None:
-    report = run("scale.py", "--scale", "small", "--copies", "1", "--engines", "duckdb", "--timeout", "240")
+    report = run("scale.py", "--scale", "small", "--copies", "1", "--engines", "duckdb", "--timeout", "240",
+                 "--past-memory-copies", "1", "--cap-mb", "3000")
+    past = report.pop("past_memory")
     assert_finite(report)
+    # Under a cap above what either needs, both finish, and Dask's table is pandas's to the bit.
+    assert past["identical"] is True and past["cap_mb"] == 3000 and past["impressions"] > 10_000
+    runs = past["runs"]
+    assert runs["pandas, no cap"]["finished"] and runs["pandas, capped"]["finished"], runs
+    dask = runs["dask, capped"]
+    assert dask["finished"] and not dask["killed"] and len(dask["worker_peak_mb"]) == 2
+    assert 0 < max(dask["worker_peak_mb"]) < 3000 and dask["driver_peak_mb"] > 0
     assert report["engines"] == ["duckdb"] and report["scale"] == "small"
     [(size, rows)] = report["sizes"].items()
     assert set(rows) == {"duckdb"}

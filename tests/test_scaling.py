@@ -3,12 +3,16 @@ arithmetic count what they say, and bad input is refused by name."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from newsfeed import features, models, scaling
 from newsfeed.estimates import Assumptions, estimate
+from newsfeed.scaling import capped
 from newsfeed.world import World
 
 
@@ -27,28 +31,65 @@ def requests_of(dataset: features.Dataset) -> pd.DataFrame:
                                                                                                 random_state=1)
 
 
-def test_duckdb_and_dask_give_chapter_3s_aggregates(dataset: features.Dataset) -> None:
+def test_duckdb_and_dask_give_chapter_3s_aggregates(dataset: features.Dataset, tmp_path: Path) -> None:
     requests = requests_of(dataset)
     expected = features.LogAggregates(dataset.log, dataset.posts).aggregates(requests)
     by_duckdb = scaling.DuckDBAggregates(dataset.log, dataset.posts).aggregates(requests)
     pd.testing.assert_frame_equal(by_duckdb[expected.columns], expected, rtol=1e-9, check_dtype=False)
+    events = scaling.write_events(dataset.log, dataset.posts, tmp_path / "events", files=3)
     client = scaling.make_client(workers=2)
     try:
-        by_dask = scaling.DaskAggregates(dataset.log, dataset.posts, client, partitions=5).aggregates(requests)
+        dask = scaling.DaskAggregates(events, client, partitions=5)
+        by_dask = dask.aggregates(requests)
+        dask.write_log_aggregates(tmp_path / "dask")  # every impression's, written by the workers
     finally:
         client.close()
     pd.testing.assert_frame_equal(by_dask[expected.columns], expected, check_exact=True)
+    # The whole log's aggregates, by the workers and by one pandas process, equal chapter 3's to the bit.
+    whole = features.LogAggregates(dataset.log, dataset.posts).aggregates(dataset.log).reset_index(drop=True)
+    scaling.log_aggregates_in_one_process(events, (tmp_path / "pandas"))
+    for engine in ("dask", "pandas"):
+        written = scaling.read_log_aggregates(tmp_path / engine)
+        assert written.index.tolist() == list(range(len(dataset.log))), engine
+        pd.testing.assert_frame_equal(written[whole.columns], whole, check_exact=True)
 
 
-def test_engines_refuse_bad_settings(dataset: features.Dataset) -> None:
+def test_a_process_over_the_cap_is_killed_and_one_under_it_finishes() -> None:
+    """run_capped watches every process of the command: 300 MB held under a 200 MB cap is killed."""
+    hold = [sys.executable, "-c", "import time; block = bytearray(300_000_000); time.sleep(0.5); print('done')"]
+    over = capped.run_capped(hold, cap_mb=200, timeout=60)
+    assert over.killed and not over.finished and "cap of 200 MB" in over.last_line
+    assert 200 < over.peak_mb < 400
+    free = capped.run_capped(hold, cap_mb=None, timeout=60)
+    assert free.finished and not free.killed and free.last_line == "done" and free.peak_mb > 300
+    with pytest.raises(ValueError, match="cap_mb=0 is invalid"):
+        capped.run_capped(hold, cap_mb=0, timeout=60)
+
+
+def test_engines_refuse_bad_settings(dataset: features.Dataset, tmp_path: Path) -> None:
+    events = scaling.write_events(dataset.log.head(100), dataset.posts, tmp_path / "events", files=1)
     with pytest.raises(ValueError, match="partitions=0 is invalid: partitions accepts an integer >= 1"):
-        scaling.DaskAggregates(dataset.log, dataset.posts, client=None, partitions=0)
+        scaling.DaskAggregates(events, client=None, partitions=0)
     with pytest.raises(ValueError, match="client='NoneType' is invalid: client accepts a dask.distributed Client"):
-        scaling.DaskAggregates(dataset.log, dataset.posts, client=None)
+        scaling.DaskAggregates(events, client=None)
+    with pytest.raises(ValueError, match="events=.* is invalid: events accepts a folder written by write_events"):
+        scaling.DaskAggregates(tmp_path, client=type("Client", (), {"compute": None})())
+    with pytest.raises(ValueError, match="files=0 is invalid"):
+        scaling.write_events(dataset.log, dataset.posts, tmp_path / "none", files=0)
+    with pytest.raises(ValueError, match="copies=0 is invalid"):
+        scaling.tile_log(dataset.log, dataset.posts, 0, 10)
     with pytest.raises(ValueError, match="threads=0 is invalid: threads accepts an integer >= 1"):
         scaling.DuckDBAggregates(dataset.log, dataset.posts, threads=0)
     with pytest.raises(ValueError, match="requests is missing"):
         scaling.DuckDBAggregates(dataset.log, dataset.posts).aggregates(dataset.log[["user_id"]])
+
+
+def test_tiled_copies_share_no_key(dataset: features.Dataset) -> None:
+    log, posts = scaling.tile_log(dataset.log, dataset.posts, 3, 10_000)
+    assert len(log) == 3 * len(dataset.log) and posts["post_id"].is_unique and log["impression_id"].is_unique
+    copy = np.repeat([0, 1, 2], len(dataset.log))
+    assert (log.groupby("user_id")["impression_id"].count() > 0).all()
+    assert pd.Series(copy).groupby(log["user_id"].to_numpy()).nunique().max() == 1
 
 
 def test_data_parallel_training_learns_and_reports_its_costs(dataset: features.Dataset) -> None:

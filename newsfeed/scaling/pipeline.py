@@ -16,8 +16,10 @@ inputs from ``features.aggregate_inputs``, so only the engine differs:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,31 +94,128 @@ def make_client(address: str | None = None, workers: int = 2, memory_limit: str 
     return Client(cluster)
 
 
-def _within_partition(part: pd.DataFrame, keys: list[str], values: list[str],
-                      prefix: str) -> pd.DataFrame:
-    """Inside one partition: the running sums of its events, as-of joined to its requests
-    (the pandas functions of ``features``, unchanged)."""
+def tile_log(log: pd.DataFrame, posts: pd.DataFrame, copies: int, n_accounts: int) -> tuple[pd.DataFrame,
+                                                                                       pd.DataFrame]:
+    """``copies`` copies of a world's log and posts side by side, each shifting every user, author and post id
+    by its copy number times the world's, so the copies never share a key: a bigger log that is still a real
+    world's traffic, for measuring engines at sizes the world generator would take long to reach."""
+    require_int("copies", copies, lo=1)
+    logs = [log.assign(user_id=log["user_id"] + i * n_accounts, post_id=log["post_id"] + i * len(posts),
+                       impression_id=log["impression_id"] + i * len(log)) for i in range(copies)]
+    shifted = [posts.assign(post_id=posts["post_id"] + i * len(posts), author_id=posts["author_id"] + i * n_accounts)
+               for i in range(copies)]
+    return pd.concat(logs, ignore_index=True), pd.concat(shifted, ignore_index=True)
+
+
+def write_events(log: pd.DataFrame, posts: pd.DataFrame, folder: str | Path, files: int = 8) -> Path:
+    """Write the log's events as a logging pipeline lands them on shared storage: ``features.aggregate_inputs``'
+    event tables (``log``, each impression with a ``row_number``, its position in the log, so that the log
+    itself can be the requests; ``posts``, who wrote what) as ``files`` Parquet files each, in log order; each
+    post's static row; the decay's origin. A cluster's workers read them from there (``DaskAggregates``), so
+    no process has to hold the log whole."""
+    require_int("files", files, lo=1)
+    folder = Path(folder)
+    inputs = aggregate_inputs(log, posts)
+    events = {"log": inputs.sources["log"].assign(row_number=np.arange(len(log))), "posts": inputs.sources["posts"]}
+    for name, frame in events.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        frame = frame[[c for c in EVENT_COLUMNS[name] if c in frame.columns]].reset_index(drop=True)
+        bounds = np.linspace(0, len(frame), files + 1).astype(int)
+        for i in range(files):  # names sort in log order, which is the order readers take them in
+            frame.iloc[bounds[i]:bounds[i + 1]].to_parquet(folder / name / f"part-{i:05d}.parquet", index=False)
+    inputs.post_static.to_parquet(folder / "post_static.parquet")
+    meta = {"origin": inputs.origin.isoformat(), "decay_hours": inputs.decay_hours, "impressions": len(log)}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+#: The columns of each event table the aggregates read (``AGGREGATES``' keys and values, with the time).
+EVENT_COLUMNS = {
+    source: list(dict.fromkeys([c for spec in AGGREGATES if spec.source == source for c in (*spec.keys, *spec.values)]
+                               + ["timestamp"] + (["row_number"] if source == "log" else [])))
+    for source in ("log", "posts")}
+
+
+def _within_partition(part: pd.DataFrame, keys: list[str], values: list[str], prefix: str,
+                      decay: tuple[pd.Timestamp, float] | None = None) -> pd.DataFrame:
+    """Inside one partition: the running sums of its events, as-of joined to its requests (the pandas
+    functions of ``features``, unchanged); with ``decay`` (origin, hours), the decayed affinity too."""
     events = part[part["is_event"]]
     cumulative = running_sums(events, keys, {v: events[v] for v in values})
     requests = part[~part["is_event"]].set_index("row_number").rename_axis(None)
-    return as_of_join(requests, cumulative, keys, prefix)
+    joined = as_of_join(requests, cumulative, keys, prefix)
+    if decay is not None and f"{prefix}engagement_growth" in joined.columns:
+        return decay_affinity(joined, requests["timestamp"], *decay)
+    return joined
+
+
+def _together(events: Any, requests: Any, keys: list[str], values: list[str]) -> Any:
+    """A table's events and the requests in one frame (events first, in log order), flagged apart."""
+    events = events[[*keys, "timestamp", *values]].assign(is_event=True, row_number=-1)
+    return events, requests[[*keys, "timestamp", "row_number"]].assign(is_event=False)
+
+
+def log_aggregates_in_one_process(folder: str | Path, out: str | Path) -> Path:
+    """What ``DaskAggregates.write_log_aggregates`` does, in one pandas process: every event file read into
+    memory, each table's job run on all of it as one partition. The single machine's way, which needs the whole
+    log and its running sums in memory at once (chapter 8 runs it under a memory cap)."""
+    folder, out = Path(folder), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((folder / "meta.json").read_text())
+    tables = {name: pd.read_parquet(folder / name) for name in ("log", "posts")}
+    for spec in AGGREGATES:
+        keys, values = list(spec.keys), list(spec.values)
+        events, asked = _together(tables[spec.source], tables["log"], keys, values)
+        both = pd.concat([events, asked], ignore_index=True)
+        result = _within_partition(both, keys, values, spec.prefix, (pd.Timestamp(meta["origin"]), meta["decay_hours"]))
+        result.to_parquet(out / f"{spec.prefix.rstrip('_')}.parquet")
+    return out
 
 
 class DaskAggregates:
-    """Point-in-time aggregates computed by a Dask cluster (an ``AggregateSource``): for each aggregate table,
-    events and requests are shuffled together by the table's first key into ``partitions`` partitions, and each
-    partition runs the same pandas code as ``LogAggregates``. The result equals it to the last bit: each key's
-    events keep their order, so every running sum adds the same numbers in the same order."""
+    """Point-in-time aggregates computed by a Dask cluster from event files (an ``AggregateSource``): the
+    workers read the Parquet files ``write_events`` wrote, and for each aggregate table shuffle events and
+    requests together by the table's first key into ``partitions`` partitions; each partition runs the same
+    pandas code as ``LogAggregates``. The result equals it to the last bit: each key's events keep their order,
+    so every running sum adds the same numbers in the same order.
 
-    def __init__(self, log: pd.DataFrame, posts: pd.DataFrame, client: Any, partitions: int = 8,
+    ``aggregates`` answers a batch of requests sent from here; ``write_log_aggregates`` computes every logged
+    impression's aggregates and has the workers write them, so that nothing passes through this process."""
+
+    def __init__(self, events: str | Path, client: Any, partitions: int = 8,
                  progress: Callable[[str], None] | None = None) -> None:
         require_int("partitions", partitions, lo=1)
-        self.progress = progress  # told each table as it finishes: a line per table, the same on every run
         require("client", type(client).__name__, hasattr(client, "compute"), "a dask.distributed Client")
-        inputs = aggregate_inputs(log, posts)
-        self.post_static, self.origin, self.decay_hours = inputs.post_static, inputs.origin, inputs.decay_hours
+        self.folder = Path(events)
+        require("events", str(events), (self.folder / "meta.json").exists(), "a folder written by write_events")
+        self.progress = progress  # told each table as it finishes: a line per table, the same on every run
+        meta = json.loads((self.folder / "meta.json").read_text())
+        self.origin, self.decay_hours = pd.Timestamp(meta["origin"]), float(meta["decay_hours"])
+        self.post_static = pd.read_parquet(self.folder / "post_static.parquet")
         self.post_info = self.post_static[["author_id", "topic", "media_type"]]
-        self.sources, self.client, self.partitions = inputs.sources, client, partitions
+        self.client, self.partitions = client, partitions
+
+    def _jobs(self, requests: Any, decay: bool) -> Any:
+        """Each aggregate table's job (a lazy Dask frame of its columns, indexed by request row) and its spec."""
+        import dask.dataframe as dd
+
+        for spec in AGGREGATES:
+            keys, values = list(spec.keys), list(spec.values)
+            stored = dd.read_parquet(self.folder / spec.source, columns=[*keys, "timestamp", *values])
+            events, asked = _together(stored, requests, keys, values)
+            # The shuffle moves each row to the partition of its first key, so a key's whole history is in one
+            # place; the files are read by the workers themselves.
+            shuffled = dd.concat([events, asked]).shuffle(on=keys[0], npartitions=self.partitions)
+            columns = [f"{spec.prefix}{v}" for v in values]
+            if decay and "engagement_growth" in values:
+                columns = [c.replace("engagement_growth", "engagement_decayed") for c in columns]
+            meta = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+            yield spec, shuffled.map_partitions(_within_partition, keys, values, spec.prefix,
+                                                (self.origin, self.decay_hours) if decay else None, meta=meta)
+
+    def _done(self, done: int, spec: AggregateSpec) -> None:
+        if self.progress is not None:
+            self.progress(f"table {done} of {len(AGGREGATES)} done: {spec.prefix} by {', '.join(spec.keys)}")
 
     def aggregates(self, requests: pd.DataFrame) -> pd.DataFrame:
         """History features for (user_id, post_id, timestamp) requests, in their row order."""
@@ -124,26 +223,32 @@ class DaskAggregates:
 
         req = with_post_info(requests, self.post_info).reset_index(drop=True)
         req["row_number"] = np.arange(len(req))
+        asked = dd.from_pandas(req, npartitions=self.partitions, sort=False)
         parts = []
-        for spec in AGGREGATES:
-            keys, values = list(spec.keys), list(spec.values)
-            events = self.sources[spec.source][[*keys, "timestamp", *values]]
-            events = events.assign(is_event=True, row_number=-1)
-            asked = req[[*keys, "timestamp", "row_number"]].assign(is_event=False)
-            both = pd.concat([events, asked], ignore_index=True)
-            # The data goes to the workers once, in pieces; the shuffle then moves each row to the
-            # partition of its first key, so a key's whole history is in one place.
-            bounds = np.linspace(0, len(both), self.partitions + 1).astype(int)
-            pieces = self.client.scatter([both.iloc[bounds[i]:bounds[i + 1]]
-                                          for i in range(self.partitions)])
-            frame = dd.from_delayed(pieces, meta=both.iloc[:0], verify_meta=False)
-            shuffled = frame.shuffle(on=keys[0], npartitions=self.partitions)
-            meta = pd.DataFrame({f"{spec.prefix}{v}": pd.Series(dtype=float) for v in values})
-            job = shuffled.map_partitions(_within_partition, keys, values, spec.prefix, meta=meta)
+        for spec, job in self._jobs(asked, decay=False):
             # One table at a time: the workers hold one table's events, not all eight at once.
             parts.append(self.client.compute(job, sync=True).sort_index())
-            if self.progress is not None:
-                self.progress(f"table {len(parts)} of {len(AGGREGATES)} done: {spec.prefix} by "
-                              f"{', '.join(keys)}")
+            self._done(len(parts), spec)
         out = pd.concat(parts, axis=1).set_axis(requests.index)
         return decay_affinity(out, requests["timestamp"], self.origin, self.decay_hours)
+
+    def write_log_aggregates(self, out: str | Path) -> Path:
+        """Every logged impression's aggregates (the log is the requests), written by the workers into
+        ``out`` as one Parquet folder per table, indexed by the impression's row number in the log."""
+        import dask.dataframe as dd
+
+        out = Path(out)
+        log = dd.read_parquet(self.folder / "log", columns=[*EVENT_COLUMNS["log"]])
+        for done, (spec, job) in enumerate(self._jobs(log, decay=True), start=1):
+            job.to_parquet(out / spec.prefix.rstrip("_"), write_index=True)
+            self._done(done, spec)
+        return out
+
+
+def read_log_aggregates(out: str | Path) -> pd.DataFrame:
+    """The tables ``write_log_aggregates`` (a folder per table) or ``log_aggregates_in_one_process`` (a file per
+    table) wrote, side by side, in the log's row order: what ``LogAggregates(log, posts).aggregates(log)`` gives."""
+    out = Path(out)
+    parts = [pd.read_parquet(out / name if (out / name).is_dir() else out / f"{name}.parquet").sort_index()
+             for name in (spec.prefix.rstrip("_") for spec in AGGREGATES)]
+    return pd.concat(parts, axis=1).rename_axis(None)  # Dask names an unnamed index when it writes it
