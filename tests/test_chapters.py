@@ -75,9 +75,9 @@ TAUGHT: dict[str, tuple[str, ...]] = {
     "04_model_development": ("def correct_for_negative_sampling", "class MultiTaskNetwork", "def _loss",
                              "def fit"),
     "05_evaluation": ("def compare_arms",),
-    "06_serving": ("def rerank", "def in_batch_softmax_loss"),
-    "07_monitoring": ("def psi",),
-    "08_scaling": ("def _within_partition", "def aggregates"),
+    "06_serving": ("def rerank", "def in_batch_softmax_loss", "def table"),
+    "07_monitoring": ("def psi", "def warm_started"),
+    "08_scaling": ("def _within_partition", "def _jobs"),
     "09_logged_feedback": ("def shuffled_top", "class Relabeled", "def session_terms"),
 }
 

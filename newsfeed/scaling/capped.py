@@ -94,10 +94,12 @@ def _kill(tree: list) -> None:
 
 
 def past_memory(events: str | Path, cap_mb: float, workers: int = 2, partitions: int = 16,
-                timeout: float = 1800.0) -> dict[str, object]:
+                timeout: float = 1800.0, scheduler: str | None = None,
+                out: str | Path | None = None) -> dict[str, object]:
     """Chapter 3's aggregates of the log in ``events`` three ways: pandas in one process without a cap (the
-    reference, and what it needs), pandas under ``cap_mb``, and ``workers`` Dask workers with each process
-    (the driver, every worker) under ``cap_mb``; whether Dask's table equals the reference to the bit."""
+    reference, and what it needs), pandas under ``cap_mb``, and ``workers`` Dask workers (of a local cluster, or
+    of the one at ``scheduler``) with each process (the driver, every worker) under ``cap_mb``; whether Dask's
+    table equals the reference to the bit. Dask's table is kept in ``out`` if given (a new folder)."""
     from newsfeed.scaling.pipeline import read_log_aggregates
 
     require_float("cap_mb", cap_mb, 0.0, open_lo=True)
@@ -105,16 +107,18 @@ def past_memory(events: str | Path, cap_mb: float, workers: int = 2, partitions:
     environment = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as scratch:
-        out = {name: Path(scratch) / name for name in ("reference", "pandas", "dask")}
+        out = {name: Path(scratch) / name for name in ("reference", "pandas")} | {
+            "dask": Path(out) if out is not None else Path(scratch) / "dask"}
         for folder in out.values():
-            folder.mkdir()
+            folder.mkdir(parents=True)
         runs = {"pandas, no cap": run_capped([*python, "pandas", str(events), str(out["reference"])], None,
                                              timeout, env=environment),
                 "pandas, capped": run_capped([*python, "pandas", str(events), str(out["pandas"])], cap_mb,
                                              timeout, env=environment),
                 "dask, capped": run_capped([*python, "dask", str(events), str(out["dask"]), "--workers",
                                             str(workers), "--memory-limit", str(cap_mb), "--partitions",
-                                            str(partitions)], cap_mb, timeout, env=environment)}
+                                            str(partitions), *(["--scheduler", scheduler] if scheduler else [])],
+                                           cap_mb, timeout, env=environment)}
         identical = None
         if runs["dask, capped"].finished and runs["pandas, no cap"].finished:
             reference = read_log_aggregates(out["reference"])

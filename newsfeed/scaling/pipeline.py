@@ -138,8 +138,9 @@ EVENT_COLUMNS = {
 
 def _within_partition(part: pd.DataFrame, keys: list[str], values: list[str], prefix: str,
                       decay: tuple[pd.Timestamp, float] | None = None) -> pd.DataFrame:
-    """Inside one partition: the running sums of its events, as-of joined to its requests (the pandas
-    functions of ``features``, unchanged); with ``decay`` (origin, hours), the decayed affinity too."""
+    """Inside one partition: the running sums of its events, as-of joined to its requests (the
+    pandas functions of ``features``, unchanged); with ``decay`` (origin, hours), the decayed
+    affinity too."""
     events = part[part["is_event"]]
     cumulative = running_sums(events, keys, {v: events[v] for v in values})
     requests = part[~part["is_event"]].set_index("row_number").rename_axis(None)
@@ -196,22 +197,26 @@ class DaskAggregates:
         self.client, self.partitions = client, partitions
 
     def _jobs(self, requests: Any, decay: bool) -> Any:
-        """Each aggregate table's job (a lazy Dask frame of its columns, indexed by request row) and its spec."""
+        """Each aggregate table's spec and job: a lazy Dask frame of its columns, by request row."""
         import dask.dataframe as dd
 
         for spec in AGGREGATES:
             keys, values = list(spec.keys), list(spec.values)
-            stored = dd.read_parquet(self.folder / spec.source, columns=[*keys, "timestamp", *values])
+            # The workers read the files themselves; nothing passes through this process.
+            stored = dd.read_parquet(self.folder / spec.source,
+                                     columns=[*keys, "timestamp", *values])
             events, asked = _together(stored, requests, keys, values)
-            # The shuffle moves each row to the partition of its first key, so a key's whole history is in one
-            # place; the files are read by the workers themselves.
-            shuffled = dd.concat([events, asked]).shuffle(on=keys[0], npartitions=self.partitions)
+            # The shuffle moves each row to the partition of its first key, so a key's whole
+            # history is in one place.
+            both = dd.concat([events, asked])
+            shuffled = both.shuffle(on=keys[0], npartitions=self.partitions)
             columns = [f"{spec.prefix}{v}" for v in values]
             if decay and "engagement_growth" in values:
-                columns = [c.replace("engagement_growth", "engagement_decayed") for c in columns]
+                columns = [c.replace("_growth", "_decayed") for c in columns]
             meta = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+            decayed = (self.origin, self.decay_hours) if decay else None
             yield spec, shuffled.map_partitions(_within_partition, keys, values, spec.prefix,
-                                                (self.origin, self.decay_hours) if decay else None, meta=meta)
+                                                decayed, meta=meta)
 
     def _done(self, done: int, spec: AggregateSpec) -> None:
         if self.progress is not None:

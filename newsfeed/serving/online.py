@@ -121,8 +121,9 @@ class OnlineFeatures:
         return np.where(found, self.pair_types[at] if len(self.pairs) else "discovery", "discovery").astype(object)
 
     def aggregates(self, user: int, rows: np.ndarray, times: pd.Series) -> pd.DataFrame:
-        """``FeatureStore.aggregates`` for the user's requests of the posts at ``rows``: the post and author totals
-        gathered by row, the user's once, the (user, key) totals from the user's slices."""
+        """``FeatureStore.aggregates`` for the user's requests of the posts at ``rows``: post and
+        author totals gathered by row, the user's once, the (user, key) totals from the user's
+        slices."""
         columns = {name: values[rows] for name, values in self.per_post.items()}
         for names, values, users in self.per_user:
             at = users.get_indexer([user])[0]
@@ -131,19 +132,23 @@ class OnlineFeatures:
         for second, table in self.slices:
             found = table.of(user, self.codes[second][rows])
             columns.update({name: found[:, j] for j, name in enumerate(table.columns)})
-        # decay_affinity reads and writes columns by name: a dict of them works as a frame would, built once.
-        decayed = decay_affinity(columns, times, self.origin, self.decay_hours)  # type: ignore[arg-type]
+        # decay_affinity reads and writes columns by name: a dict of them works as a frame would.
+        decayed = decay_affinity(columns, times,  # type: ignore[arg-type]
+                                 self.origin, self.decay_hours)
         return pd.DataFrame(decayed, index=times.index)
 
     def table(self, user: int, post_ids: np.ndarray, device: str) -> pd.DataFrame:
-        """The features of the user's requests for ``post_ids`` at the snapshot, with the text embeddings."""
+        """The features of the user's requests for ``post_ids`` at the snapshot, with the
+        posts' text embeddings."""
         rows = self.posts.get_indexer(post_ids)
-        require("post_ids", f"<{len(post_ids)} ids>", bool((rows >= 0).all()), "ids of posts the feature store holds")
-        own_edges = self.edges_of(user)
-        requests = serving_requests(user, post_ids, self.now, device, self.sources(user, self.codes["author_id"][rows]))
-        static = self.post_static.iloc[rows]
-        view = features.PrecomputedAggregates(self.aggregates(user, rows, requests["timestamp"]), static)
-        table = features.feature_table(requests, self.users, own_edges, view, followers=self.followers[rows])
+        require("post_ids", f"<{len(post_ids)} ids>", bool((rows >= 0).all()),
+                "ids of posts the feature store holds")
+        authors = self.codes["author_id"][rows]
+        requests = serving_requests(user, post_ids, self.now, device, self.sources(user, authors))
+        view = features.PrecomputedAggregates(self.aggregates(user, rows, requests["timestamp"]),
+                                              self.post_static.iloc[rows])
+        table = features.feature_table(requests, self.users, self.edges_of(user), view,
+                                       followers=self.followers[rows])
         return with_text(table, self.text, self.text_rows, self.text_columns)
 
 

@@ -215,11 +215,17 @@ def build_server(ranker: Ranker, dataset: features.Dataset, edges: pd.DataFrame,
     return FeedServer(ranker, store, index, dataset.users, dataset.text, rerank_config or RerankConfig(), **options)
 
 
-def measure_latency(server: FeedServer, users: Sequence[int], limit: int = 10,
-                    warmup: int = 5) -> tuple[pd.DataFrame, list[int]]:
-    """Serve each of ``users`` once (after ``warmup`` untimed requests); per-stage latency percentiles and
-    the number of candidates each request ranked."""
+def measure_latency(server: FeedServer, users: Sequence[int], limit: int = 10, warmup: int = 5,
+                    repeats: int = 1) -> tuple[pd.DataFrame, list[int]]:
+    """Serve each of ``users`` once (after ``warmup`` untimed requests), ``repeats`` times over; per-stage
+    latency percentiles (each the median over the repeats: one run's tail moves with whatever else the
+    machine does) and the number of candidates each request ranked."""
+    require_int("repeats", repeats, lo=1)
     for user in list(users)[:warmup]:
         server.serve(int(user), limit)
-    served = [server.serve(int(user), limit) for user in users]
-    return latency_table([answer.timings for answer in served]), [answer.candidates for answer in served]
+    tables, counts = [], []
+    for _ in range(repeats):
+        served = [server.serve(int(user), limit) for user in users]
+        tables.append(latency_table([answer.timings for answer in served]))
+        counts = [answer.candidates for answer in served]
+    return pd.concat(tables).groupby(level=0, sort=False).median(), counts
