@@ -151,8 +151,9 @@ def main() -> int:
                         help="most requests the load test sends (default 20,000)")
     parser.add_argument("--port", type=int, default=8765, help="the service's port on 127.0.0.1 (default 8765)")
     parser.add_argument("--no-load", action="store_true", help="skip the load test and the capacity curve")
-    parser.add_argument("--rates", type=float, nargs="+", default=[5, 10, 20, 30, 40, 50, 70],
-                        help="offered loads of the capacity curve, requests per second (default 5 10 20 30 40 50 70)")
+    parser.add_argument("--rates", type=float, nargs="+", default=[10, 20, 40, 60, 80, 120, 160],
+                        help="offered loads of the capacity curve, requests per second "
+                             "(default 10 20 40 60 80 120 160)")
     parser.add_argument("--capacity-seconds", type=float, default=10.0,
                         help="seconds each offered load of the capacity curve lasts (default 10)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],

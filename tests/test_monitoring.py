@@ -136,3 +136,27 @@ def test_daily_tables() -> None:
 def test_bad_inputs_raise_naming_the_parameter(call, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_a_warm_start_learns_from_new_rows_and_leaves_the_model_it_started_from(small) -> None:
+    """One more pass over later rows moves the network towards them (its loss on them falls), keeps its
+    vocabularies, and returns a copy: the model it started from predicts as before."""
+    from newsfeed import features, models
+
+    dataset = features.build_dataset(small, seed=0, cache_dir=None)
+    first, later = dataset.part("train"), dataset.part("test")
+    model = models.MultiTask(models.MultiTaskConfig(hidden=(16,), max_epochs=1, seed=0), progress=None).fit(first)
+    before = model.predict(later)
+    updated = monitoring.warm_started(model, later, epochs=3)
+    pd.testing.assert_frame_equal(model.predict(later), before)
+    assert updated.users_ is not model.users_ and updated.users_.known.equals(model.users_.known)
+
+    def loss(ranker) -> float:
+        predicted = ranker.predict(later)["p_like"].clip(1e-7, 1 - 1e-7)
+        return float(-(later["like"] * np.log(predicted) + (1 - later["like"]) * np.log(1 - predicted)).mean())
+
+    assert loss(updated) < loss(model)
+    with pytest.raises(ValueError, match="epochs=0 is invalid"):
+        monitoring.warm_started(model, later, epochs=0)
+    with pytest.raises(ValueError, match="model='str' is invalid"):
+        monitoring.warm_started("model", later)

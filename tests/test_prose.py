@@ -62,6 +62,7 @@ INPUTS: dict[str, dict[str, str]] = {
         "100": "serving.MAX_LIMIT, the most posts one request may ask for",
         "150": "chapter 1's server-side latency budget in milliseconds (an assumption)",
         "300": "a count the chapter sets: requests the benchmark times, and a hypothetical p99 in a follow-up",
+        "1,500": "chapter 1's candidates per request (an assumption): the benchmark's threshold and two-tower setting",
         "500": "an HTTP status code (a server error), and the benchmark's candidate threshold: not measurements",
         "503": "an HTTP status code (service unavailable: a service past its connection limit), not a measurement",
         "200": "chapter 1's end-to-end latency budget in milliseconds (an assumption)",
