@@ -79,6 +79,7 @@ TAUGHT: dict[str, tuple[str, ...]] = {
     "07_monitoring": ("def psi", "def warm_started"),
     "08_scaling": ("def _within_partition", "def _jobs"),
     "09_logged_feedback": ("def shuffled_top", "class Relabeled", "def session_terms"),
+    "10_experiments": ("def looks", "def msprt"),
 }
 
 

@@ -68,6 +68,11 @@ INPUTS: dict[str, dict[str, str]] = {
         "200": "chapter 1's end-to-end latency budget in milliseconds (an assumption)",
         "2,000": "WorldConfig.hub_degree, the accounts each hub of the large world connects to (a setting)",
     },
+    "10_experiments": {
+        "0.03": "the p-value of the opening question, a hypothetical dashboard",
+        "5%": "the tests' nominal false-positive rate, ALPHA, set in the setup cell",
+        "0.001": "the smallest per-look threshold the exercise tries (an input)",
+    },
     "08_scaling": {
         "150": "chapter 1's assumed CPU-ms of heavy ranking per request (an assumption)",
     },
