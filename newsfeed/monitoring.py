@@ -259,9 +259,8 @@ def warm_started(model: Any, rows: pd.DataFrame, epochs: int = 1) -> Any:
 
     What it keeps is what it gives up against a retraining: the feature encoding and the id
     vocabularies stay as first fitted, so a device or a user it never saw still gets the unknown
-    row, and old patterns fade only as fast as new rows overwrite them. (It reads the network's
-    inputs, labels and loss as ``fit`` does; it belongs in ``models.MultiTask`` with the next
-    change there, which retrains every cached network.)
+    row, and old patterns fade only as fast as new rows overwrite them. It reads the network's
+    inputs, labels and loss as ``fit`` does.
     """
     import copy
 
