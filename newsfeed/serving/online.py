@@ -50,7 +50,7 @@ class _UserSlices:
 class OnlineFeatures:
     """The feature store's tables as arrays in memory, for requests at the store's snapshot time.
 
-    ``table(user, post_ids, device, source)`` returns what ``features.feature_table`` returns for those requests
+    ``table(user, post_ids, device)`` returns what ``features.feature_table`` returns for those requests
     from the store's view, with the posts' text embeddings joined (``FeedServer.features``' table).
     """
 
