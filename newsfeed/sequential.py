@@ -93,7 +93,8 @@ def msprt(difference: np.ndarray, variance: np.ndarray, tau: float) -> np.ndarra
     """The mixture SPRT's likelihood ratio at each look: a normal mixture of effects with spread
     ``tau`` (in the metric's units, about the size of effect worth finding) against no effect.
     Rejecting when it reaches ``1 / alpha`` keeps the false-positive rate under alpha at every
-    look, however many."""
+    look, however many, for independent observations with a known variance; with the variance
+    estimated at each look, and running totals of the same users, approximately."""
     require_float("tau", tau, 0.0, open_lo=True)
     tau2 = tau**2
     shrink = np.sqrt(variance / (variance + tau2))
