@@ -151,7 +151,10 @@ def _dask_job(events: str, out: str, workers: int, memory_limit_mb: float, parti
         spilled = client.run(lambda dask_worker: dask_worker.data.cumulative_metrics.get(("disk-write", "bytes"),
                                                                                           0.0))
     finally:
-        client.shutdown() if scheduler is None else client.close()
+        if scheduler is None:
+            client.shutdown()  # the local cluster's workers too
+        else:
+            client.close()  # a real cluster outlives this job
     return {"worker_peak_mb": sorted(peaks.values()), "worker_spilled_mb": [v / 1e6 for v in spilled.values()],
             "memory_limit_mb": memory_limit_mb, "driver_peak_mb": _high_water_mb()}
 
