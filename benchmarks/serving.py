@@ -225,7 +225,7 @@ def main() -> int:
         timed.ranker = ranker
         # A shared VM's noise lands in single runs' tails: time the same requests several times, keep medians.
         runs = [serving.measure_latency(timed, sample) for _ in range(args.repeats)]
-        table, counts = pd.concat([t for t, _ in runs]).groupby(level=0, sort=False).median(), runs[0][1]
+        table, counts = serving.median_latency([t for t, _ in runs]), runs[0][1]
         worst_p99 = max(float(t.at["server total", "p99_ms"]) for t, _ in runs)
         total = table.loc["server total"]
         entry = {"p50_ms": float(total["p50_ms"]), "p95_ms": float(total["p95_ms"]),

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from newsfeed.validation import require, require_float
+from newsfeed.validation import require_float
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,10 @@ def past_memory(events: str | Path, cap_mb: float, workers: int = 2, partitions:
     reference, and what it needs), pandas under ``cap_mb``, and ``workers`` Dask workers (of a local cluster, or
     of the one at ``scheduler``) with each process (the driver, every worker) under ``cap_mb``; whether Dask's
     table equals the reference to the bit. Dask's table is kept in ``out`` if given (a new folder)."""
-    from newsfeed.scaling.pipeline import read_log_aggregates
+    from newsfeed.scaling.pipeline import read_events_meta, read_log_aggregates
 
     require_float("cap_mb", cap_mb, 0.0, open_lo=True)
+    impressions = read_events_meta(events)["impressions"]  # refuses another folder before any run starts
     python = [sys.executable, "-m", "newsfeed.scaling.capped"]
     environment = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
@@ -127,8 +128,7 @@ def past_memory(events: str | Path, cap_mb: float, workers: int = 2, partitions:
     dask_run = runs["dask, capped"]
     if dask_run.finished:
         report["dask, capped"] = {**asdict(dask_run), **json.loads(dask_run.last_line)}
-    meta = json.loads((Path(events) / "meta.json").read_text())
-    return {"impressions": meta["impressions"], "cap_mb": cap_mb, "workers": workers, "partitions": partitions,
+    return {"impressions": impressions, "cap_mb": cap_mb, "workers": workers, "partitions": partitions,
             "runs": report, "identical": identical}
 
 
@@ -169,7 +169,6 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--scheduler", default=None, help="a running Dask scheduler's address (a real cluster)")
     args = parser.parse_args()
-    require("events", args.events, (Path(args.events) / "meta.json").exists(), "a folder written by write_events")
     if args.engine == "pandas":
         from newsfeed.scaling.pipeline import log_aggregates_in_one_process
 

@@ -129,6 +129,19 @@ def write_events(log: pd.DataFrame, posts: pd.DataFrame, folder: str | Path, fil
     return folder
 
 
+def read_events_meta(folder: str | Path) -> dict[str, Any]:
+    """What ``write_events`` recorded beside the event files: the decay's ``origin`` and ``decay_hours``, and the
+    number of ``impressions``; refuses a folder it did not write."""
+    meta = Path(folder) / "meta.json"
+    require("events", str(folder), meta.exists(), "a folder written by write_events")
+    return json.loads(meta.read_text())
+
+
+def _table_of(spec: AggregateSpec) -> str:
+    """The name an aggregate table's result is written under: its column prefix without the underscore."""
+    return spec.prefix.rstrip("_")
+
+
 #: The columns of each event table the aggregates read (``AGGREGATES``' keys and values, with the time).
 EVENT_COLUMNS = {
     source: list(dict.fromkeys([c for spec in AGGREGATES if spec.source == source for c in (*spec.keys, *spec.values)]
@@ -161,15 +174,15 @@ def log_aggregates_in_one_process(folder: str | Path, out: str | Path) -> Path:
     memory, each table's job run on all of it as one partition. The single machine's way, which needs the whole
     log and its running sums in memory at once (chapter 8 runs it under a memory cap)."""
     folder, out = Path(folder), Path(out)
+    meta = read_events_meta(folder)
     out.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((folder / "meta.json").read_text())
     tables = {name: pd.read_parquet(folder / name) for name in ("log", "posts")}
     for spec in AGGREGATES:
         keys, values = list(spec.keys), list(spec.values)
         events, asked = _together(tables[spec.source], tables["log"], keys, values)
         both = pd.concat([events, asked], ignore_index=True)
         result = _within_partition(both, keys, values, spec.prefix, (pd.Timestamp(meta["origin"]), meta["decay_hours"]))
-        result.to_parquet(out / f"{spec.prefix.rstrip('_')}.parquet")
+        result.to_parquet(out / f"{_table_of(spec)}.parquet")
     return out
 
 
@@ -188,9 +201,8 @@ class DaskAggregates:
         require_int("partitions", partitions, lo=1)
         require("client", type(client).__name__, hasattr(client, "compute"), "a dask.distributed Client")
         self.folder = Path(events)
-        require("events", str(events), (self.folder / "meta.json").exists(), "a folder written by write_events")
+        meta = read_events_meta(self.folder)
         self.progress = progress  # told each table as it finishes: a line per table, the same on every run
-        meta = json.loads((self.folder / "meta.json").read_text())
         self.origin, self.decay_hours = pd.Timestamp(meta["origin"]), float(meta["decay_hours"])
         self.post_static = pd.read_parquet(self.folder / "post_static.parquet")
         self.post_info = self.post_static[["author_id", "topic", "media_type"]]
@@ -245,7 +257,7 @@ class DaskAggregates:
         out = Path(out)
         log = dd.read_parquet(self.folder / "log", columns=[*EVENT_COLUMNS["log"]])
         for done, (spec, job) in enumerate(self._jobs(log, decay=True), start=1):
-            job.to_parquet(out / spec.prefix.rstrip("_"), write_index=True)
+            job.to_parquet(out / _table_of(spec), write_index=True)
             self._done(done, spec)
         return out
 
@@ -255,5 +267,5 @@ def read_log_aggregates(out: str | Path) -> pd.DataFrame:
     table) wrote, side by side, in the log's row order: what ``LogAggregates(log, posts).aggregates(log)`` gives."""
     out = Path(out)
     parts = [pd.read_parquet(out / name if (out / name).is_dir() else out / f"{name}.parquet").sort_index()
-             for name in (spec.prefix.rstrip("_") for spec in AGGREGATES)]
+             for name in map(_table_of, AGGREGATES)]
     return pd.concat(parts, axis=1).rename_axis(None)  # Dask names an unnamed index when it writes it

@@ -44,6 +44,7 @@ from newsfeed.serving.server import (
     build_server,
     latency_table,
     measure_latency,
+    median_latency,
     quantized,
 )
 from newsfeed.serving.store import FeatureStore
@@ -52,5 +53,5 @@ from newsfeed.serving.web import RequestError, create_app, handle, parse_request
 __all__ = ["COLD_START", "COLD_START_POLICIES", "FEATURE_PATHS", "INDEX_KINDS", "MAX_LIMIT", "SOURCES",
            "CandidateConfig", "CandidateIndex", "FeatureStore", "FeedServer", "OnlineFeatures", "PostIndex",
            "RequestError", "RerankConfig", "TwoTower", "TwoTowerConfig", "build_server", "create_app",
-           "fit_retrieval", "handle", "in_batch_softmax_loss", "latency_table", "measure_latency",
+           "fit_retrieval", "handle", "in_batch_softmax_loss", "latency_table", "measure_latency", "median_latency",
            "parse_request", "quantized", "rerank"]

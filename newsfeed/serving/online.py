@@ -20,6 +20,7 @@ import pandas as pd
 
 from newsfeed import features
 from newsfeed.features.aggregates import decay_affinity
+from newsfeed.features.table import _pair_key  # the training table's key for (user, account) pairs
 from newsfeed.serving.store import FeatureStore, _table_name
 from newsfeed.validation import require
 
@@ -39,12 +40,18 @@ class _UserSlices:
     def of(self, user: int, wanted: np.ndarray) -> np.ndarray:
         """The user's totals for each of ``wanted`` keys (0 for a key the user has no row for)."""
         lo, hi = np.searchsorted(self.users, [user, user + 1])
-        keys = self.keys[lo:hi]
-        at = np.minimum(np.searchsorted(keys, wanted), max(hi - lo - 1, 0))
-        found = (hi > lo) & (keys[at] == wanted) if hi > lo else np.zeros(len(wanted), dtype=bool)
+        at, found = _find_sorted(self.keys[lo:hi], wanted)
         out = np.zeros((len(wanted), len(self.columns)))
         out[found] = self.values[lo + at[found]]
         return out
+
+
+def _find_sorted(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``wanted`` is in the sorted ``keys`` (a valid position even when absent) and whether it is
+    there: one binary search per value."""
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return at, found
 
 
 class OnlineFeatures:
@@ -99,7 +106,7 @@ class OnlineFeatures:
         # Each (user, account) edge made before the snapshot, as one sorted 64-bit key, and its type: the source
         # of a candidate in the user's graph by one binary search (the first edge of a pair, as the store path).
         known = edges[edges["created_at"] < self.now].drop_duplicates(["user_id", "target_id"])
-        pairs = _pair_keys(known["user_id"].to_numpy(), known["target_id"].to_numpy())
+        pairs = _pair_key(known["user_id"].to_numpy(), known["target_id"].to_numpy())
         order = np.argsort(pairs, kind="stable")
         self.pairs, self.pair_types = pairs[order], known["edge_type"].to_numpy(dtype=object)[order]
         # Text columns as Python objects: feature_table takes a few rows of them per request, and an Arrow string
@@ -115,9 +122,7 @@ class OnlineFeatures:
 
     def sources(self, user: int, authors: np.ndarray) -> np.ndarray:
         """Each author's relation to the user when the snapshot was taken: "friend", "follow" or "discovery"."""
-        wanted = _pair_keys(np.full(len(authors), user), authors)
-        at = np.minimum(np.searchsorted(self.pairs, wanted), max(len(self.pairs) - 1, 0))
-        found = self.pairs[at] == wanted if len(self.pairs) else np.zeros(len(authors), dtype=bool)
+        at, found = _find_sorted(self.pairs, _pair_key(np.full(len(authors), user), authors))
         return np.where(found, self.pair_types[at] if len(self.pairs) else "discovery", "discovery").astype(object)
 
     def aggregates(self, user: int, rows: np.ndarray, times: pd.Series) -> pd.DataFrame:
@@ -150,11 +155,6 @@ class OnlineFeatures:
         table = features.feature_table(requests, self.users, self.edges_of(user), view,
                                        followers=self.followers[rows])
         return with_text(table, self.text, self.text_rows, self.text_columns)
-
-
-def _pair_keys(users: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """One 64-bit key per (user, account) pair of ids."""
-    return (np.asarray(users, dtype=np.int64) << 32) + np.asarray(targets, dtype=np.int64)
 
 
 def graph_source(own_edges: pd.DataFrame, authors: np.ndarray, now: pd.Timestamp) -> np.ndarray:

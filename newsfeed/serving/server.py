@@ -228,4 +228,9 @@ def measure_latency(server: FeedServer, users: Sequence[int], limit: int = 10, w
         served = [server.serve(int(user), limit) for user in users]
         tables.append(latency_table([answer.timings for answer in served]))
         counts = [answer.candidates for answer in served]
-    return pd.concat(tables).groupby(level=0, sort=False).median(), counts
+    return median_latency(tables), counts
+
+
+def median_latency(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Each stage's percentiles as the median over several runs' ``latency_table``s."""
+    return pd.concat(tables).groupby(level=0, sort=False).median()
