@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from newsfeed import sequential
 from newsfeed.metrics import engagement_score
@@ -71,3 +72,11 @@ def test_first_crossing_is_one_based_and_zero_when_never() -> None:
     assert sequential.first_crossing(crossed).tolist() == [2, 0, 1]
     with pytest.raises(ValueError, match="tau=0"):
         sequential.msprt(np.zeros(1), np.ones(1), tau=0.0)
+
+
+def test_the_mixture_ratio_is_the_normal_mixture_likelihood_ratio() -> None:
+    """For a difference d with variance V and a N(0, tau^2) mixture of effects: the ratio of the marginal
+    density N(d; 0, V + tau^2) to the null density N(d; 0, V)."""
+    d, v, tau = np.array([1.0, 0.0, -2.0]), np.array([1.0, 0.5, 4.0]), 1.5
+    expected = stats.norm.pdf(d, scale=np.sqrt(v + tau**2)) / stats.norm.pdf(d, scale=np.sqrt(v))
+    np.testing.assert_allclose(sequential.msprt(d, v, tau), expected, rtol=1e-12)
