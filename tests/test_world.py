@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -11,7 +12,17 @@ import pytest
 
 from newsfeed import features, vocabulary
 from newsfeed.metrics import engagement_score, gini, ndcg_at_k, top_share
-from newsfeed.world import REACTIONS, DriftConfig, World, WorldConfig, legacy_ranker, main, simulate, storage
+from newsfeed.world import (
+    REACTIONS,
+    DriftConfig,
+    World,
+    WorldConfig,
+    fingerprint,
+    legacy_ranker,
+    main,
+    simulate,
+    storage,
+)
 
 DATASHEET = Path(__file__).resolve().parent.parent / "data" / "README.md"
 
@@ -321,3 +332,20 @@ def test_true_topics_name_each_posts_real_topic(small: World) -> None:
     assert small.true_topics([]).tolist() == []
     with pytest.raises(ValueError, match="post_id=.* accepts integer ids from 0"):
         small.true_topics([len(posts)])
+
+
+def test_the_worlds_models_train_on_are_pinned(default: World) -> None:
+    """The cached networks are keyed by ``fingerprint.PINNED``, not by the simulator's source: a change to the
+    simulator that changes the default world, or chapter 7's drift world, must fail here until the digest is
+    updated (which retrains every cached model); a mechanism the book's worlds leave off changes neither."""
+    drift = simulate(WorldConfig.at_scale("default", seed=0, drift=DriftConfig(start_day=21)))
+    for name, world in (("default-seed0", default), ("default-seed0-drift21", drift)):
+        assert fingerprint.output_digest(world) == fingerprint.PINNED[name], (
+            f"the simulator now generates another {name} world: set fingerprint.PINNED[{name!r}] to the new "
+            "digest (every cached model then retrains) or leave the new mechanism off by default")
+
+
+def test_the_digest_sees_one_changed_value(small: World) -> None:
+    changed = copy.deepcopy(small)
+    changed.truth.post_quality[7] += 1e-4
+    assert fingerprint.output_digest(changed) != fingerprint.output_digest(small)

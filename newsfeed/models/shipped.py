@@ -21,10 +21,10 @@ from newsfeed.world import storage as world_storage
 
 
 def _source_files() -> list[Path]:
-    """The code a trained network depends on: the simulator (as its world cache counts it), the features and
-    the models, every module."""
+    """The code a trained network depends on: the worlds the simulator generates (their pinned digest,
+    ``world.fingerprint``), the features and the models, every module."""
     folders = [Path(features.__file__).parent, Path(__file__).parent]
-    return [*world_storage.source_files(), *(path for folder in folders for path in sorted(folder.glob("*.py")))]
+    return [*world_storage.output_files(), *(path for folder in folders for path in sorted(folder.glob("*.py")))]
 
 
 def _cache_key(dataset: features.Dataset, config: object) -> str:

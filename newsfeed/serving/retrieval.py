@@ -350,8 +350,9 @@ def fit_retrieval(dataset: features.Dataset, edges: pd.DataFrame, n_people: int,
 
 
 def _retrieval_sources() -> list[Path]:
-    """The code a fitted two-tower model depends on: the simulator, the features, the metrics, the network's
-    training precision (``models.multitask``) and this module."""
+    """The code a fitted two-tower model depends on: the worlds the simulator generates (their pinned digest,
+    ``world.fingerprint``), the features, the metrics, the network's training precision (``models.multitask``)
+    and this module."""
     package = Path(__file__).parent.parent
-    return [*world_storage.source_files(), *sorted((package / "features").glob("*.py")), package / "metrics.py",
+    return [*world_storage.output_files(), *sorted((package / "features").glob("*.py")), package / "metrics.py",
             package / "models" / "multitask.py", Path(__file__)]

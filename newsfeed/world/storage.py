@@ -35,6 +35,12 @@ def source_files() -> list[Path]:
     return [*sorted(Path(__file__).parent.glob("*.py")), Path(vocabulary.__file__)]
 
 
+def output_files() -> list[Path]:
+    """What a model trained on a world depends on of the simulator: the pinned digest of the worlds the chapters
+    train on (``fingerprint.PINNED``), not the source, so a mechanism the book's worlds leave off retrains nothing."""
+    return [Path(__file__).with_name("fingerprint.py")]
+
+
 def simulator_fingerprint() -> str:
     """A hash of the simulator's source: a cached world is valid only for the code that generated it."""
     return code_hash(source_files())
