@@ -18,7 +18,8 @@ The package, one module per job:
 - ``core``: the ``World`` (tables, truth, and the questions it answers);
 - ``graph``: friendships, follows of pages, the large world's hubs, and when each edge was made;
 - ``generate``: ``simulate``, which generates people, pages, the graph (with ``graph``), posts, texts and sessions;
-- ``storage``: ``load_world`` (the cache in ``data/``), ``save_world`` and the command line.
+- ``storage``: ``load_world`` (the cache in ``data/``), ``save_world`` and the command line;
+- ``fingerprint``: the pinned digest of the worlds the cached models train on (their cache key, not the source).
 
 Use::
 
