@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 
 def code_hash(sources: Iterable[Path], *parts: bytes) -> str:
@@ -64,6 +66,17 @@ def fitted_path(folder: str | Path, kind: str, identity: Iterable[bytes], source
     ``<kind>-<identity hash>-<code hash><suffix>``. ``keep_fitted`` writes it."""
     fitted = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]
     return Path(folder) / f"{kind}-{fitted}-{code_hash(sources)}{suffix}"
+
+
+def kept_json(folder: str | Path, kind: str, identity: Iterable[bytes], sources: Iterable[Path],
+              run: Callable[[], Any]) -> Any:
+    """What ``run()`` returns (anything JSON holds), kept as the ``fitted_path`` of ``kind`` in ``folder`` and
+    read from there when the same code (``sources``) ran it on the same ``identity`` before: a study of many
+    rollouts measured once, read by its chapter in a second, and measured anew when its code changes."""
+    path = fitted_path(folder, kind, identity, sources, suffix=".json")
+    if not path.exists():
+        keep_fitted(path, json.dumps(run(), indent=1).encode())
+    return json.loads(path.read_text())
 
 
 def torch_bytes(obj: object) -> bytes:

@@ -319,3 +319,15 @@ def compare_all(per_user: pd.DataFrame, metrics: Sequence[str] | None = None, al
              "a non-empty list of metric column names")
     rows = [compare_arms(per_user, metric, alpha).to_dict() for metric in metrics]
     return pd.DataFrame(rows, index=pd.Index(list(metrics), name="metric"))
+
+
+def cuped(outcome: npt.ArrayLike, covariate: npt.ArrayLike) -> np.ndarray:
+    """``outcome - theta (covariate - mean)``, ``theta`` the slope of outcome on covariate (CUPED): the same
+    mean in each arm when the covariate was measured before the test, with the variance the covariate explains
+    taken out. One slope for both arms; a constant covariate changes nothing."""
+    y, x = np.asarray(outcome, dtype=float), np.asarray(covariate, dtype=float)
+    require("covariate", f"{x.shape} values for {y.shape} outcomes", x.shape == y.shape and y.ndim == 1,
+            "one value per outcome")
+    variance = np.var(x, ddof=1) if len(x) > 1 else 0.0
+    theta = np.cov(y, x)[0, 1] / variance if variance > 0 else 0.0
+    return y - theta * (x - x.mean())

@@ -15,6 +15,8 @@ The package, one module per job:
 - ``config``: ``WorldConfig`` and ``DriftConfig`` (every knob, validated) and the named ``SCALES``;
 - ``outcomes``: the ground truth and the outcome model (true probabilities, sampled reactions);
 - ``rollout``: policies meet sessions (candidates, choose, show, update counters), and the legacy ranker;
+- ``dynamics``: what users carry between sessions, off unless a rollout asks (shares that travel, a
+  product change that is new for a while, a return rate);
 - ``core``: the ``World`` (tables, truth, and the questions it answers);
 - ``graph``: friendships, follows of pages, the large world's hubs, and when each edge was made;
 - ``generate``: ``simulate``, which generates people, pages, the graph (with ``graph``), posts, texts and sessions;
@@ -31,6 +33,7 @@ Use::
 
 from newsfeed.world.config import DEVICES, REACTIONS, SCALES, DriftConfig, WorldConfig
 from newsfeed.world.core import World
+from newsfeed.world.dynamics import Dynamics
 from newsfeed.world.generate import simulate
 from newsfeed.world.outcomes import GroundTruth
 from newsfeed.world.rollout import Policy, Rollout, legacy_ranker
@@ -44,6 +47,6 @@ from newsfeed.world.storage import (
     world_folder,
 )
 
-__all__ = ["DATA_DIR", "DEVICES", "REACTIONS", "SCALES", "DriftConfig", "GroundTruth", "Policy", "Rollout", "World",
-           "WorldConfig", "artifacts_folder", "legacy_ranker", "load_world", "main", "save_world", "simulate",
-           "simulator_fingerprint", "world_folder"]
+__all__ = ["DATA_DIR", "DEVICES", "REACTIONS", "SCALES", "DriftConfig", "Dynamics", "GroundTruth", "Policy",
+           "Rollout", "World", "WorldConfig", "artifacts_folder", "legacy_ranker", "load_world", "main", "save_world",
+           "simulate", "simulator_fingerprint", "world_folder"]

@@ -22,6 +22,8 @@ SCALES: dict[str, dict[str, float]] = {
 #: Every device a session can come from: the usual ones and the one the drift introduces.
 DEVICES: tuple[str, ...] = (*vocab.DEVICES, vocab.DRIFT_DEVICE)
 _HOUR = 3600.0
+#: People per community when friendships are local (``WorldConfig.friend_locality``).
+COMMUNITY_SIZE = 40
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class WorldConfig:
     mean_follows: float = 5.0
     hub_share: float = 0.0  # share of people who befriend and follow thousands of accounts ("hubs")
     hub_degree: int = 2000  # how many accounts each hub connects to (befriended people and followed pages)
+    # share of each person's candidate friends drawn from their own community (a town, a school: about
+    # COMMUNITY_SIZE people), who are also preferred: real friend graphs are clustered; 0 leaves the default
+    # graph, homophilous but barely clustered (the experiments chapter measures both)
+    friend_locality: float = 0.0
     person_posts_per_day: float = 0.5
     page_posts_per_day: float = 2.0
     mean_feed_length: float = 10.0
@@ -103,6 +109,7 @@ class WorldConfig:
         require_float("mean_follows", self.mean_follows, 0.0, 500.0)
         require_float("hub_share", self.hub_share, 0.0, 0.1)
         require_int("hub_degree", self.hub_degree, 1, 1_000_000)
+        require_float("friend_locality", self.friend_locality, 0.0, 1.0)
         require_float("person_posts_per_day", self.person_posts_per_day, 0.0, 50.0)
         require_float("page_posts_per_day", self.page_posts_per_day, 0.0, 500.0)
         require_float("mean_feed_length", self.mean_feed_length, 1.0, 200.0)

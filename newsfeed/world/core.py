@@ -13,6 +13,7 @@ import pandas as pd
 from newsfeed import vocabulary as vocab
 from newsfeed.validation import require, require_columns, require_ids, require_known
 from newsfeed.world.config import WorldConfig, to_timestamps
+from newsfeed.world.dynamics import Dynamics
 from newsfeed.world.outcomes import GroundTruth, _device_codes, _public, _sample, _true_probabilities, hidden_terms
 from newsfeed.world.rollout import Policy, Rollout, rollout
 
@@ -146,7 +147,7 @@ class World:
 
     # ---- serving traffic --------------------------------------------------------------------------------
     def rollout(self, policy: Policy, sessions: pd.DataFrame, seed: int = 0,
-                earlier_impressions: pd.DataFrame | None = None) -> Rollout:
+                earlier_impressions: pd.DataFrame | None = None, dynamics: Dynamics | None = None) -> Rollout:
         """Serve ``sessions`` with ``policy`` and let the world respond.
 
         For each session the world generates candidates (unseen posts of the last
@@ -157,6 +158,9 @@ class World:
         (logging retries) count once; two different rows with one ``impression_id`` are refused, since a
         rollout numbers its impressions from 0 and appending one to a log unrenumbered would otherwise lose
         rows silently. ``sessions`` must be sessions of this world (rows of ``World.sessions``, or a subset).
+        ``dynamics`` switches on what users carry between sessions (``world.dynamics``: shares that travel,
+        a product change for some users, a return rate); without it, the world the chapters before the
+        experiments chapter read.
         """
         require_columns("sessions", sessions, ["session_id", "user_id", "started_at", "device"])
         require_ids("sessions.user_id", sessions["user_id"].to_numpy(), self.n_people, "a person")
@@ -165,7 +169,9 @@ class World:
         if earlier_impressions is not None:
             require_columns("earlier_impressions", earlier_impressions,
                             ["impression_id", "user_id", "post_id", "click", "like", "hide"])
-        return rollout(self, policy, sessions, np.random.default_rng(seed), earlier_impressions)
+        if dynamics is not None:
+            require("dynamics", type(dynamics).__name__, isinstance(dynamics, Dynamics), "None or a Dynamics")
+        return rollout(self, policy, sessions, np.random.default_rng(seed), earlier_impressions, dynamics)
 
     # ---- persistence ------------------------------------------------------------------------------------
     TABLES = ("users", "posts", "edges", "sessions", "impressions")

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 #: The digest of each pinned world as ``output_digest`` computes it from the current simulator.
 PINNED: dict[str, str] = {
-    "default-seed0": "eed0a33f16774e3f",
-    "default-seed0-drift21": "938af677e30dfb53",
+    "default-seed0": "114fa1772fffa2b6",
+    "default-seed0-drift21": "a37af4286c8426fa",
 }
 
 #: Floats count to this many decimals: the last bits of a float differ between processors, the rounded value
@@ -41,9 +41,10 @@ def _frame_digest(frame: pd.DataFrame) -> bytes:
 
 
 def output_digest(world: World) -> str:
-    """16 hex digits of a hash of everything ``world`` holds: its config, the observable tables and the ground
-    truth (arrays and the logged impressions' true probabilities), floats rounded to ``_DECIMALS`` decimals."""
-    digest = hashlib.sha256(repr(world.config).encode())
+    """16 hex digits of a hash of everything ``world`` holds: the observable tables and the ground truth (arrays
+    and the logged impressions' true probabilities), floats rounded to ``_DECIMALS`` decimals. Not the config:
+    every value of it shows in what it generated, and a new knob whose default changes nothing is no change."""
+    digest = hashlib.sha256()
     for name in world.TABLES:
         digest.update(_frame_digest(getattr(world, name)))
     for name in world.truth._ARRAYS:

@@ -30,14 +30,15 @@ def simulate(config: WorldConfig | None = None, progress: bool = False) -> World
     tick = _time.perf_counter()
     root = np.random.SeedSequence(cfg.seed)
     rngs = dict(zip(("people", "pages", "friends", "follows", "posts", "text", "drift", "sessions", "dirty",
-                     "rollout", "legacy", "duplicates", "hubs"), (np.random.default_rng(s) for s in root.spawn(13)),
+                     "rollout", "legacy", "duplicates", "hubs", "local"),
+                    (np.random.default_rng(s) for s in root.spawn(14)),
                     strict=True))
     people = _people(cfg, rngs["people"])
     pages = _pages(cfg, rngs["pages"])
     n, m = cfg.n_people, cfg.n_pages
 
     # ---- the graph --------------------------------------------------------------------------------------
-    fu, fv, f_close = friendships(cfg, people, rngs["friends"])
+    fu, fv, f_close = friendships(cfg, people, rngs["friends"], rngs["local"])
     wu, wv, w_close = follows(cfg, people, pages, rngs["follows"])
     if cfg.hub_share > 0:
         (fu, fv, f_close), (wu, wv, w_close) = add_hubs(cfg, pages, (fu, fv, f_close), (wu, wv, w_close), rngs["hubs"])

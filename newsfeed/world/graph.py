@@ -7,16 +7,22 @@ from __future__ import annotations
 import numpy as np
 
 from newsfeed import vocabulary as vocab
-from newsfeed.world.config import WorldConfig
+from newsfeed.world.config import COMMUNITY_SIZE, WorldConfig
 
 _N_TOPICS = len(vocab.TOPICS)
 
 
-def friendships(cfg: WorldConfig, people: dict[str, np.ndarray],
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def friendships(cfg: WorldConfig, people: dict[str, np.ndarray], rng: np.random.Generator,
+                local: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Homophilous friendships with a heavy-tailed degree: each person invites friends from a random pool,
-    preferring people of similar interests, the same country, and many friends already."""
+    preferring people of similar interests, the same country, and many friends already.
+
+    With ``cfg.friend_locality`` (drawn from ``local``, so the default graph's draws are untouched), people
+    belong to communities of about ``COMMUNITY_SIZE``; that share of each pool comes from the person's own
+    community, and a member of it is preferred as strongly as a like-minded stranger."""
     n = cfg.n_people
+    communities = max(1, n // COMMUNITY_SIZE)
+    community = local.integers(0, communities, n) if cfg.friend_locality > 0 else None
     sociability = rng.lognormal(0.0, 0.8, n)
     target = np.maximum(1, rng.poisson(cfg.mean_friends / 2 * sociability / sociability.mean()))
     unit = people["interests"] / np.linalg.norm(people["interests"], axis=1, keepdims=True)
@@ -27,10 +33,14 @@ def friendships(cfg: WorldConfig, people: dict[str, np.ndarray],
     for lo in range(0, n, chunk):
         users = np.arange(lo, min(n, lo + chunk))
         pool = rng.choice(n, size=(len(users), pool_size), p=attract)
+        if community is not None:
+            pool = _local_pool(pool, users, community, cfg.friend_locality, local)
         similarity = np.einsum("ik,ijk->ij", unit[users], unit[pool])
         same_country = people["country"][users][:, None] == people["country"][pool]
         gumbel = rng.gumbel(size=pool.shape)
         key = 4.0 * similarity + 1.5 * same_country + gumbel
+        if community is not None:
+            key += 4.0 * (community[users][:, None] == community[pool])
         key[pool == users[:, None]] = -np.inf
         ranked = np.argsort(-key, axis=1)
         for row, user in enumerate(users.tolist()):
@@ -48,6 +58,19 @@ def friendships(cfg: WorldConfig, people: dict[str, np.ndarray],
     logit = rng.normal(-1.6, 0.7, len(u)) + 1.5 * similarity + 0.6 * same_country + 0.8 * np.log1p(mutual)
     closeness = 1.0 / (1.0 + np.exp(-logit))
     return u, v, closeness
+
+
+def _local_pool(pool: np.ndarray, users: np.ndarray, community: np.ndarray, share: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """``pool`` with its first ``share`` of columns replaced by members of each user's community."""
+    order = np.argsort(community, kind="stable")
+    bounds = np.searchsorted(community[order], np.arange(community.max() + 2))
+    k = int(round(share * pool.shape[1]))
+    lo, hi = bounds[community[users]], bounds[community[users] + 1]
+    picks = lo[:, None] + (rng.random((len(users), k)) * (hi - lo)[:, None]).astype(np.int64)
+    pool = pool.copy()
+    pool[:, :k] = order[picks]
+    return pool
 
 
 def mutual_friends(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ from, and only the simulator (and the chapters' oracle) may read it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -135,11 +136,17 @@ def hidden_terms(world: World, users: np.ndarray, posts: np.ndarray, hours: np.n
 
 
 def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, positions: np.ndarray,
-                        hours: np.ndarray, devices: np.ndarray) -> dict[str, np.ndarray]:
+                        hours: np.ndarray, devices: np.ndarray, closeness_via: np.ndarray | None = None,
+                        shift: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Each reaction's probability (``p_<reaction>``), the expected dwell, and for drawing outcomes the chance
-    of being examined (``_examined``) and the mean log reading time (``_mu``), one array entry per row."""
+    of being examined (``_examined``) and the mean log reading time (``_mu``), one array entry per row.
+
+    ``closeness_via`` (a closeness per row, for a post a friend shared) and ``shift`` (extra log-odds per
+    reaction, the novelty response) are ``world.dynamics``' mechanisms; without them, the world's own model."""
     cfg, truth = world.config, world.truth
     hidden = hidden_terms(world, users, posts, hours, devices)
+    if closeness_via is not None:
+        hidden["closeness"] = np.maximum(hidden["closeness"], closeness_via)
     affinity, closeness, fresh = hidden["affinity"], hidden["closeness"], hidden["freshness"]
     quality, clickbait, media_pref = hidden["quality"], hidden["clickbait"], hidden["media_preference"]
     media = world._post_media[posts]
@@ -155,6 +162,8 @@ def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, posi
         elif reaction in ("like", "comment", "share"):
             # Privacy-minded people react less in public: fewer likes, far fewer comments and shares.
             logit = logit + truth.react_bias[users] - _PRIVACY_SHIFT[reaction] * truth.privacy_minded[users]
+        if shift and reaction in shift:
+            logit = logit + shift[reaction]
         out[f"p_{reaction}"] = examined / (1.0 + np.exp(-logit))
     # Dwell: a short scroll past when not examined; log-normal reading time when examined (longer if clicked).
     mu = _DWELL_BY_MEDIA[media] + 0.35 * affinity + 1.0 * quality + 0.3 * passive

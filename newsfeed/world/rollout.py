@@ -22,6 +22,7 @@ import pandas as pd
 
 from newsfeed.validation import require
 from newsfeed.world.config import _HOUR, REACTIONS
+from newsfeed.world.dynamics import Dynamics, Memory
 from newsfeed.world.outcomes import _device_codes, _edge_lookup, _sample, _true_probabilities
 
 if TYPE_CHECKING:
@@ -34,10 +35,12 @@ shows each session's candidates in descending score order."""
 
 @dataclass
 class Rollout:
-    """What a policy's rollout produced: the observable impressions and, apart, their true probabilities."""
+    """What a policy's rollout produced: the observable impressions and, apart, their true probabilities (and,
+    with ``Dynamics``' return rate, which sessions happened: ``visits``, their ids; ``None`` means all)."""
 
     impressions: pd.DataFrame
     probabilities: pd.DataFrame
+    visits: np.ndarray | None = None
 
 
 def legacy_ranker(seed: int = 0) -> Policy:
@@ -166,10 +169,11 @@ class _Sessions:
 
 
 def _candidates(world: World, network: _Network, batch: range, sessions: _Sessions, counters: _Counters,
-                rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+                rng: np.random.Generator, memory: Memory | None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Step 1: each session's candidates, one row per (session, post): the unseen recent posts of the user's
-    network and trending discovery posts, with what the counters say of each post so far; and for each row, its
-    session's position in ``sessions``."""
+    network and trending discovery posts (and, when shares travel, the posts friends shared), with what the
+    counters say of each post so far; for each row, its session's position in ``sessions``, and who shared
+    it with the user (-1: nobody)."""
     cfg = world.config
     post_hours, authors = world._post_hours, world._post_author
     per_post = counters.per_post
@@ -184,7 +188,8 @@ def _candidates(world: World, network: _Network, batch: range, sessions: _Sessio
     hours = sessions.hours[batch.start:batch.stop]
     first_id = np.searchsorted(post_hours, hours - cfg.candidate_window_hours).tolist()
     end_id = np.searchsorted(post_hours, hours).tolist()
-    rows_session, rows_post = [], []
+    rows_session, rows_post, rows_via = [], [], []
+    travel = memory is not None and memory.dynamics.shares_travel
     for i in batch:
         user, t = int(sessions.users[i]), sessions.hours[i]
         inbox = network.inbox(user)
@@ -194,16 +199,26 @@ def _candidates(world: World, network: _Network, batch: range, sessions: _Sessio
             extra = discovery[i - batch.start]
             extra = extra[post_hours[extra] < t]
             cand = np.unique(np.concatenate([cand, extra]))
+        via: dict[int, int] = {}
+        if travel:
+            shared, sharers = memory.shared_with(user, t - cfg.candidate_window_hours, t)
+            in_network = set(cand.tolist())
+            via = {post: sharer for post, sharer in zip(shared.tolist(), sharers.tolist(), strict=True)
+                   if post not in in_network}
+            cand = np.unique(np.concatenate([cand, shared]))
         user_seen = counters.seen.get(user)
         keep = [p for p in cand.tolist() if authors[p] != user and (user_seen is None or p not in user_seen)]
         rows_session.extend([i] * len(keep))
         rows_post.extend(keep)
+        rows_via.extend([via.get(p, -1) for p in keep] if via else [-1] * len(keep))
     r_sess = np.asarray(rows_session, dtype=np.int64)
     r_post = np.asarray(rows_post, dtype=np.int64)
+    r_via = np.asarray(rows_via, dtype=np.int64)
     r_user = sessions.users[r_sess]
     r_hours = sessions.hours[r_sess]
     is_edge, _ = _edge_lookup(world, r_user, authors[r_post])
-    source = np.where(is_edge, np.where(authors[r_post] < world.n_people, "friend", "follow"), "discovery")
+    source = np.where(is_edge, np.where(authors[r_post] < world.n_people, "friend", "follow"),
+                      np.where(r_via >= 0, "shared", "discovery"))
     return pd.DataFrame({
         "session_id": sessions.ids[r_sess],
         "user_id": r_user,
@@ -217,7 +232,7 @@ def _candidates(world: World, network: _Network, batch: range, sessions: _Sessio
         "clicks_so_far": per_post["click"][r_post],
         "likes_so_far": per_post["like"][r_post],
         "hides_so_far": per_post["hide"][r_post],
-    }), r_sess
+    }), r_sess, r_via
 
 
 def _choose(policy: Policy, candidates: pd.DataFrame, r_sess: np.ndarray,
@@ -237,20 +252,38 @@ def _choose(policy: Policy, candidates: pd.DataFrame, r_sess: np.ndarray,
 
 
 def _show(world: World, sessions: _Sessions, row_session: np.ndarray, posts: np.ndarray, position: np.ndarray,
-          rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+          rng: np.random.Generator, memory: Memory | None,
+          via: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Step 3: show the chosen posts (4 s of scrolling per position) and draw the user's reactions from the
-    ground truth. Returns the shown rows' hours and true probabilities, and the sampled outcomes."""
+    ground truth. Returns the shown rows' hours and true probabilities, and the sampled outcomes. With
+    ``memory`` (``Dynamics`` on), a shared post carries its sharer's closeness, a treated user the product
+    change's effects, and a click may be regretted (a bounce: a few seconds' dwell), recorded apart as
+    ``regret``."""
     hours = sessions.hours[row_session] + (position - 1) * 4.0 / _HOUR
     devices = sessions.device_codes[row_session]
-    probs = _true_probabilities(world, sessions.users[row_session], posts, position.astype(float), hours, devices)
+    users = sessions.users[row_session]
+    closeness_via, shift = None, None
+    if memory is not None:
+        shared = via >= 0
+        if shared.any():
+            _, closeness = _edge_lookup(world, users, np.where(shared, via, 0))
+            closeness_via = np.where(shared, memory.dynamics.shared_closeness * closeness, 0.0)
+        shift = memory.logit_shift(users, hours)
+    probs = _true_probabilities(world, users, posts, position.astype(float), hours, devices, closeness_via, shift)
     outcomes = _sample(probs, rng)
     shown = {"hours": hours, **{name: values for name, values in probs.items() if not name.startswith("_")}}
+    if memory is not None:
+        regret = memory.regrets(outcomes["click"], world.truth.post_quality[posts], world.truth.post_clickbait[posts])
+        outcomes["dwell_seconds"] = np.where(regret, np.round(memory.rng.uniform(1.0, 6.0, len(regret)), 1),
+                                             outcomes["dwell_seconds"])
+        shown["regret"] = regret.astype(np.int8)
     return shown, outcomes
 
 
 def rollout(world: World, policy: Policy, sessions: pd.DataFrame, rng: np.random.Generator,
-            earlier_impressions: pd.DataFrame | None) -> Rollout:
-    """Serve ``sessions`` with ``policy`` in hourly batches: candidates, choose, show, update the counters."""
+            earlier_impressions: pd.DataFrame | None, dynamics: Dynamics | None = None) -> Rollout:
+    """Serve ``sessions`` with ``policy`` in hourly batches: candidates, choose, show, update the counters
+    (and, with ``dynamics``, what users remember: ``world.dynamics``)."""
     if "network" not in world._cache:
         world._cache["network"] = _Network(world)
     network: _Network = world._cache["network"]
@@ -258,21 +291,31 @@ def rollout(world: World, policy: Policy, sessions: pd.DataFrame, rng: np.random
     served = _Sessions.of(world, sessions)
     batch_starts = _batch_starts(served.hours, served.users)
     batch_ends = np.r_[batch_starts[1:], len(served.ids)] if len(served.ids) else batch_starts
+    memory = Memory.start(world, dynamics) if dynamics is not None and dynamics.any else None
 
     shown_parts: list[dict[str, np.ndarray]] = []
     for start, end in zip(batch_starts.tolist(), batch_ends.tolist(), strict=True):
-        candidates, r_sess = _candidates(world, network, range(start, end), served, counters, rng)
+        candidates, r_sess, r_via = _candidates(world, network, range(start, end), served, counters, rng, memory)
+        if memory is not None and memory.dynamics.return_rate:
+            happens = memory.visit(served.ids[start:end], served.users[start:end])[r_sess - start]
+            candidates, r_sess, r_via = candidates[happens].reset_index(drop=True), r_sess[happens], r_via[happens]
         if not len(candidates):
             continue
         take, position = _choose(policy, candidates, r_sess, served.depth)
         rows, posts = r_sess[take], candidates["post_id"].to_numpy()[take]
-        shown, outcomes = _show(world, served, rows, posts, position, rng)
+        shown, outcomes = _show(world, served, rows, posts, position, rng, memory, r_via[take])
         counters.add(served.users[rows], posts, outcomes)
+        if memory is not None:
+            memory.remember(served.ids[rows], served.users[rows], posts, shown["hours"],
+                            {**outcomes, "regret": shown.get("regret", 0)})
         shown.update({"row_session": rows, "post_id": posts, "position": position,
                       "source": candidates["source"].to_numpy()[take]})
         shown.update(outcomes)
         shown_parts.append(shown)
-    return _logged(world, served, shown_parts)
+    logged = _logged(world, served, shown_parts)
+    if memory is not None and memory.dynamics.return_rate:
+        logged.visits = np.sort(np.concatenate(memory.visits)) if memory.visits else np.empty(0, dtype=np.int64)
+    return logged
 
 
 def _logged(world: World, sessions: _Sessions, shown_parts: list[dict[str, np.ndarray]]) -> Rollout:
@@ -295,8 +338,8 @@ def _logged(world: World, sessions: _Sessions, shown_parts: list[dict[str, np.nd
         **{r: merged[r].astype(np.int8) for r in REACTIONS},
         "dwell_seconds": merged["dwell_seconds"],
     })
-    probabilities = pd.DataFrame({"impression_id": impressions["impression_id"],
-                                  **{c: merged[c] for c in (*(f"p_{r}" for r in REACTIONS), "expected_dwell")}})
+    truth = (*(f"p_{r}" for r in REACTIONS), "expected_dwell", *(["regret"] if "regret" in merged else []))
+    probabilities = pd.DataFrame({"impression_id": impressions["impression_id"], **{c: merged[c] for c in truth}})
     return Rollout(impressions, probabilities)
 
 
