@@ -7,6 +7,10 @@
 
 Each scale is generated in a fresh subprocess, so its time and peak memory are its own. ``--scale`` chooses the
 world whose realism is measured (generated afresh, not read from the cache; default: the default world).
+
+The mechanisms a rollout can switch on for chapter 10 (``world.Dynamics``) cost nothing when off: generation
+never uses them. Their cost when on is timed on the measured world's last week, served by the legacy ranker,
+against the same rollout without them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pandas as pd
 
 from newsfeed import features
 from newsfeed.metrics import engagement_score, gini, ndcg_at_k, top_share
-from newsfeed.world import REACTIONS, SCALES, World, WorldConfig, simulate
+from newsfeed.world import REACTIONS, SCALES, Dynamics, World, WorldConfig, legacy_ranker, simulate
 
 EVAL_DAYS = 7  # the last week is the evaluation window of the ranking comparison
 
@@ -43,6 +47,29 @@ def measure_scale(scale: str) -> dict[str, float]:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def dynamics_cost(world: World, repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Seconds (median of ``repeats``) of a rollout of the last week with each of ``Dynamics``' mechanisms on,
+    and the ratio to the same rollout without them."""
+    start = world.config.start_time + pd.Timedelta(days=world.config.n_days - EVAL_DAYS)
+    sessions = world.sessions[world.sessions["started_at"] >= start]
+    earlier = world.impressions[world.impressions["timestamp"] < start]
+    everyone = frozenset(range(world.n_people))
+    settings = {"off": None, "shares travel": Dynamics(shares_travel=True),
+                "a product change for everyone": Dynamics(treated=everyone, share_prompt=6.0, novelty=0.5),
+                "return rate": Dynamics(return_rate=True),
+                "all": Dynamics(shares_travel=True, treated=everyone, share_prompt=6.0, novelty=0.5,
+                                return_rate=True)}
+    seconds = {}
+    for name, dynamics in settings.items():
+        times = []
+        for _ in range(repeats):
+            tick = time.perf_counter()
+            world.rollout(legacy_ranker(0), sessions, earlier_impressions=earlier, dynamics=dynamics)
+            times.append(time.perf_counter() - tick)
+        seconds[name] = float(np.median(times))
+    return {name: {"seconds": value, "ratio": value / seconds["off"]} for name, value in seconds.items()}
 
 
 def popularity(world: World, impressions: pd.DataFrame) -> np.ndarray:
@@ -119,6 +146,7 @@ def main() -> int:
     report["realism_seconds"] = time.perf_counter() - tick
     report["realism_scale"] = args.scale
     report["scales"] = {scale: measure_scale(scale) for scale in scales}
+    report["dynamics_last_week"] = dynamics_cost(world)
     report["benchmark_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
         print(json.dumps(report, indent=2))
@@ -134,6 +162,8 @@ def main() -> int:
     print(pd.DataFrame(report["ndcg@10_last_week"]).to_string(float_format="{:.3f}".format))
     print("\nGeneration cost by scale (fresh subprocess each):")
     print(pd.DataFrame(report["scales"]).T.to_string(float_format="{:,.1f}".format))
+    print(f"\nA rollout of the last week ({args.scale} world) with world.Dynamics on, median of 3:")
+    print(pd.DataFrame(report["dynamics_last_week"]).T.to_string(float_format="{:,.2f}".format))
     return 0
 
 
