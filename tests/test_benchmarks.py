@@ -202,10 +202,10 @@ def test_world() -> None:
     assert list(ctr) == [str(p) for p in range(1, 11)] and ctr["1"] > ctr["10"]  # position bias
     for label, row in report["ndcg@10_last_week"].items():
         assert all(0 <= value <= 1 for value in row.values()), label
+        assert row["oracle"] > row["random"], label
     dynamics = report["dynamics_last_week"]
     assert list(dynamics)[0] == "off" and dynamics["off"]["ratio"] == 1.0 and len(dynamics) == 5
     assert all(row["seconds"] > 0 for row in dynamics.values())
-        assert row["oracle"] > row["random"], label
     assert report["realism_seconds"] > 0 and report["benchmark_peak_mb"] > 0
     small = report["scales"]["small"]
     assert small["seconds"] > 0 and small["peak_mb"] > 0 and small["people"] == 400
