@@ -103,6 +103,21 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("a reaction counts as arrived before its delay has passed", "newsfeed/offpolicy/delays.py",
      "(delays[reaction].to_numpy() <= age)", "(delays[reaction].to_numpy() <= 2 * age)",
      "tests/test_offpolicy_training.py"),
+    # Chapter 10's world mechanisms and studies.
+    ("shares travel to followers, not friends", "newsfeed/world/dynamics.py",
+     'edges = world.edges[world.edges["edge_type"] == "friend"]',
+     'edges = world.edges[world.edges["edge_type"] == "follow"]',
+     "tests/test_dynamics.py::test_shared_posts_reach_friends_and_a_prompt_makes_more"),
+    ("novelty halves every hour, not every day", "newsfeed/world/dynamics.py",
+     "np.exp2(-since / (24.0 * d.novelty_half_life_days))", "np.exp2(-since / d.novelty_half_life_days)",
+     "tests/test_dynamics.py::test_novelty_halves_every_half_life_from_each_users_first_session"),
+    ("visits ignore satisfaction", "newsfeed/world/dynamics.py", "+ d.return_slope * (", "+ 0.0 * (",
+     "tests/test_dynamics.py::test_the_return_rate_follows_satisfaction"),
+    ("CUPED adds the covariate's deviation", "newsfeed/experiments.py", "return y - theta * (x - x.mean())",
+     "return y + theta * (x - x.mean())", "tests/test_interference.py::test_cuped_keeps_the_difference_and_narrows_it"),
+    ("edges cut counts the friendships inside clusters", "newsfeed/interference.py",
+     "clusters[ends[:, 0]] != clusters[ends[:, 1]]", "clusters[ends[:, 0]] == clusters[ends[:, 1]]",
+     "tests/test_interference.py::test_clusters_cover_everyone_and_cut_fewer_friendships_than_chance"),
 ]
 
 
