@@ -3,7 +3,7 @@
     python benchmarks/world.py                  # a table per question, default world, all scales timed
     python benchmarks/world.py --json           # one JSON object with every number
     python benchmarks/world.py --scales small   # time only the given scales
-    python benchmarks/world.py --scale small --scales small   # a quick run (the test suite's)
+    python benchmarks/world.py --scale small --scales small --repeats 1   # a quick run (the test suite's)
 
 Each scale is generated in a fresh subprocess, so its time and peak memory are its own. ``--scale`` chooses the
 world whose realism is measured (generated afresh, not read from the cache; default: the default world).
@@ -135,18 +135,22 @@ def main() -> int:
     parser.add_argument("--scales", default=",".join(SCALES), help="comma-separated scales to time")
     parser.add_argument("--scale", default="default", choices=list(SCALES),
                         help="the world whose realism is measured (default: default)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rollouts timed per setting of world.Dynamics, the median quoted (default: 3)")
     args = parser.parse_args()
     scales = [s for s in args.scales.split(",") if s]
     unknown = [s for s in scales if s not in SCALES]
     if unknown:
         parser.error(f"--scales: unknown {unknown}; accepts {', '.join(SCALES)}")
+    if args.repeats < 1:
+        parser.error(f"--repeats: {args.repeats}; accepts an integer >= 1")
     tick = time.perf_counter()
     world = simulate(WorldConfig.at_scale(args.scale))
     report: dict[str, object] = realism(world)
     report["realism_seconds"] = time.perf_counter() - tick
     report["realism_scale"] = args.scale
     report["scales"] = {scale: measure_scale(scale) for scale in scales}
-    report["dynamics_last_week"] = dynamics_cost(world)
+    report["dynamics_last_week"] = dynamics_cost(world, args.repeats)
     report["benchmark_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
         print(json.dumps(report, indent=2))
@@ -162,7 +166,7 @@ def main() -> int:
     print(pd.DataFrame(report["ndcg@10_last_week"]).to_string(float_format="{:.3f}".format))
     print("\nGeneration cost by scale (fresh subprocess each):")
     print(pd.DataFrame(report["scales"]).T.to_string(float_format="{:,.1f}".format))
-    print(f"\nA rollout of the last week ({args.scale} world) with world.Dynamics on, median of 3:")
+    print(f"\nA rollout of the last week ({args.scale} world) with world.Dynamics on, median of {args.repeats}:")
     print(pd.DataFrame(report["dynamics_last_week"]).T.to_string(float_format="{:,.2f}".format))
     return 0
 

@@ -188,7 +188,7 @@ def test_scale_names_the_worlds_scales() -> None:
 
 
 def test_world() -> None:
-    report = run("world.py", "--scale", "small", "--scales", "small")
+    report = run("world.py", "--scale", "small", "--scales", "small", "--repeats", "1")
     assert_finite(report)
     assert report["realism_scale"] == "small" and set(report["scales"]) == {"small"}
     tables = report["tables"]
