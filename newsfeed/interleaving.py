@@ -9,19 +9,24 @@ and why it says which ranker users prefer, not by how much a business metric mov
 
 - ``team_draft``: the interleaved policy, recording each slot's team;
 - ``preferences``: each user's net votes from a rollout's clicks;
-- ``users_needed``: users for a given power, from a per-user statistic's mean and spread.
+- ``users_needed``: users for a given power, from a per-user statistic's mean and spread;
+- ``compare``: interleaving against an A/B test of the same pair, each with the users it needs (kept beside
+  the models: three rollouts of a week with the network scoring every candidate take most of a minute).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from newsfeed import experiments, policies
+from newsfeed.cache import kept_json, rows_digest
 from newsfeed.experiments import _z_total
 from newsfeed.validation import is_number, require, require_float, require_int
-from newsfeed.world import Policy
+from newsfeed.world import Policy, World, fingerprint, storage
 
 
 def team_draft(first: Policy, second: Policy, top: int = 10, seed: int = 0,
@@ -90,3 +95,42 @@ def users_needed(mean: float, std: float, alpha: float = 0.05, power: float = 0.
     for name, value in (("alpha", alpha), ("power", power)):
         require(name, value, is_number(value) and 0 < value < 1, "a number strictly between 0 and 1")
     return math.ceil((_z_total(alpha, power) * std / mean) ** 2)
+
+
+def compare(world: World, first: Policy, second: Policy, sessions: pd.DataFrame, history: pd.DataFrame,
+            top: int = 10, seed: int = 0, ab: experiments.ABResult | None = None,
+            folder: str | Path | None = None, identity: bytes = b"") -> dict[str, float]:
+    """Team-draft interleaving of ``first`` and ``second`` over ``sessions`` (after the log ``history``)
+    against an A/B test of the same pair (``ab``; run now when not given): the mean preference for the
+    second and the users interleaving needs; per metric (clicks, engagement) the A/B test's relative lift
+    and the users it needs, both arms, at 80% power.
+
+    With ``folder``, kept there and read back when the same code compared the same pair on the same
+    world and sessions; a cache cannot see inside a policy, so ``identity`` must say what makes the two
+    (their models' weights, their settings)."""
+    def run() -> dict[str, float]:
+        result = ab if ab is not None else experiments.run_ab_test(
+            world, control=first, treatment=second, sessions=sessions, seed=seed, earlier_impressions=history)
+        teams: list[pd.DataFrame] = []
+        mixed = world.rollout(team_draft(first, second, top, seed, teams), sessions, seed=seed,
+                              earlier_impressions=history)
+        preference = preferences(mixed.impressions, pd.concat(teams))
+        row = {"interleaving: preference for the second": float(preference.mean()),
+               "interleaving: users needed": users_needed(preference.mean(), preference.std())}
+        control = result.per_user[result.per_user["arm"] == experiments.CONTROL]
+        for metric in ("clicks", "engagement"):
+            lift = result.compare([metric]).loc[metric]
+            row[f"A/B: lift in {metric}"] = float(lift["rel_lift"])
+            row[f"A/B: users needed, {metric}"] = 2 * experiments.sample_size_per_arm(
+                control[metric].mean(), control[metric].std(), lift["rel_lift"])
+        return row
+
+    if folder is None:
+        return run()
+    from newsfeed.models.shipped import _source_files  # the features and models a served network runs
+
+    key = [fingerprint.output_digest(world).encode(), rows_digest(sessions, history), identity,
+           repr((top, seed, ab is None)).encode()]
+    sources = [*_source_files(), *storage.source_files(), Path(__file__), Path(experiments.__file__),
+               Path(policies.__file__)]
+    return kept_json(folder, "interleaving", key, sources, run)

@@ -63,3 +63,27 @@ def test_users_needed_is_the_one_sample_power_formula() -> None:
         interleaving.users_needed(0, 1.0)
     with pytest.raises(ValueError, match="power=1 is invalid"):
         interleaving.users_needed(0.1, 1.0, power=1)
+
+
+def test_compare_finds_the_better_ranker_both_ways_and_reads_its_cache(small, tmp_path, monkeypatch) -> None:
+    start = pd.Timestamp("2026-01-26")
+    week = small.sessions[small.sessions["started_at"] >= start]
+    history = small.impressions[small.impressions["timestamp"] < start]
+
+    def oracle(rows: pd.DataFrame) -> np.ndarray:
+        probs = small.probabilities(rows["user_id"], rows["post_id"], 1, rows["requested_at"], rows["device"])
+        return (probs["p_click"] + 5 * probs["p_like"]).to_numpy()
+
+    def recent(rows: pd.DataFrame) -> np.ndarray:
+        return -rows["post_age_hours"].to_numpy()
+
+    row = interleaving.compare(small, recent, oracle, week, history, folder=tmp_path, identity=b"recent, oracle")
+    assert row["interleaving: preference for the second"] > 0 and row["A/B: lift in clicks"] > 0
+    assert row["interleaving: users needed"] < row["A/B: users needed, clicks"]
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compared again instead of reading the cache")
+
+    monkeypatch.setattr(interleaving, "team_draft", fail)
+    assert interleaving.compare(small, recent, oracle, week, history, folder=tmp_path,
+                                identity=b"recent, oracle") == row
