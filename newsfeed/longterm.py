@@ -35,10 +35,11 @@ METRICS = ("clicks", "expected clicks", "visits", "engagement", "bounces")
 
 
 def objective_launch(world: World, click_weight: float) -> policies.Policy:
-    """The oracle of chapter 2's engagement score with ``click_weight`` times ten times the chance of a click
-    added: a ranker tuned towards clicks (0 is the engagement ranker itself)."""
+    """The oracle of chapter 2's engagement score with ``click_weight`` times the chance of a click added to
+    the score's own weight of 1: a ranker tuned towards clicks (0 is the engagement ranker itself, the
+    oracle every rollout of this module serves to the users who do not get the launch)."""
     def objective(p: pd.DataFrame) -> Any:
-        return engagement_score(p, prefix="p_") + click_weight * 10.0 * p["p_click"]
+        return engagement_score(p, prefix="p_") + click_weight * p["p_click"]
 
     return policies.oracle_policy(world, objective)
 
@@ -89,6 +90,13 @@ def served(world: World, treated: np.ndarray, click_weight: float, dynamics: Dyn
     return by_user_and_day(rollout, start, days, world.n_people), assigned
 
 
+def averaged(world: World, treated: np.ndarray, click_weight: float, dynamics: Dynamics, start_day: int,
+             days: int, seeds: tuple[int, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``served``'s arrays averaged over rollouts with each of ``seeds``: one rollout's day is noisy."""
+    runs = [served(world, treated, click_weight, dynamics, start_day, days, seed) for seed in seeds]
+    return {name: sum(table[name] for table, _ in runs) / len(runs) for name in METRICS}, runs[0][1]
+
+
 def daily_means(table: Mapping[str, np.ndarray], assigned: np.ndarray) -> pd.DataFrame:
     """Per metric and day, the mean per assigned user (of a rollout that treats everyone or no one: the
     truth a test estimates)."""
@@ -109,22 +117,23 @@ def _kept(kind: str, world: World, parameters: tuple[Any, ...], folder: str | Pa
 
 
 #: The redesign chapter 10 tests: the ranker's extra weight on clicks, and the new look's novelty (log-odds).
-CLICK_WEIGHT = 3.0
+CLICK_WEIGHT = 30.0
 NOVELTY = 0.5
 #: The world with memory: users come back less after feeds they regret (and more after good ones).
 WITH_MEMORY = Dynamics(return_rate=True, novelty=NOVELTY)
 
 
 def truth_by_day(world: World, start_day: int, days: int, folder: str | Path | None = None,
-                 seed: int = 0) -> pd.DataFrame:
+                 seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
     """The redesign's truth, day by day: the mean per assigned user of each metric (column ``world``) when no
     one gets it, everyone, everyone without its novelty, and everyone and no one with a flat return rate (each
-    visit at the base rate, whatever the feed: the redesign without its slow cost). Kept in ``folder``."""
-    return _kept("longterm-truth", world, (start_day, days, seed), folder,
-                 lambda: _truth_by_day(world, start_day, days, seed))
+    visit at the base rate, whatever the feed: the redesign without its slow cost), each averaged over a
+    rollout with each of ``seeds``. Kept in ``folder``."""
+    return _kept("longterm-truth", world, (start_day, days, seeds), folder,
+                 lambda: _truth_by_day(world, start_day, days, seeds))
 
 
-def _truth_by_day(world: World, start_day: int, days: int, seed: int) -> pd.DataFrame:
+def _truth_by_day(world: World, start_day: int, days: int, seeds: tuple[int, ...]) -> pd.DataFrame:
     n = world.n_people
     flat = dataclasses.replace(WITH_MEMORY, return_slope=0.0)  # visits at the base rate, whatever the feed
     runs = {"no one": (np.zeros(n, dtype=bool), WITH_MEMORY),
@@ -134,7 +143,7 @@ def _truth_by_day(world: World, start_day: int, days: int, seed: int) -> pd.Data
             "no one, flat return rate": (np.zeros(n, dtype=bool), flat)}
     parts = []
     for name, (treated, dynamics) in runs.items():
-        table, assigned = served(world, treated, CLICK_WEIGHT, dynamics, start_day, days, seed)
+        table, assigned = averaged(world, treated, CLICK_WEIGHT, dynamics, start_day, days, seeds)
         parts.append(daily_means(table, assigned).assign(world=name))
     return pd.concat(parts, ignore_index=True)
 
@@ -191,28 +200,28 @@ def before_test(world: World, start_day: int, days: int = 7) -> dict[str, np.nda
 
 
 def launch_family(world: World, variants: Mapping[str, tuple[float, float]], start_day: int, days: int,
-                  folder: str | Path | None = None, seed: int = 0) -> pd.DataFrame:
+                  folder: str | Path | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
     """Each variant (name -> (click weight, novelty)) served to everyone in the world with memory, against no
     one: per variant, the first week's relative lift in engagement and in the bounce rate (bounces per click),
     and the last week's in engagement and visits: a first-week metric that foretells the last week's is a
-    surrogate worth reading. Kept in ``folder``."""
-    return _kept("longterm-family", world, (tuple(variants.items()), start_day, days, seed), folder,
-                 lambda: _launch_family(world, variants, start_day, days, seed))
+    surrogate worth reading. Each averaged over a rollout with each of ``seeds``. Kept in ``folder``."""
+    return _kept("longterm-family", world, (tuple(variants.items()), start_day, days, seeds), folder,
+                 lambda: _launch_family(world, variants, start_day, days, seeds))
 
 
 def _launch_family(world: World, variants: Mapping[str, tuple[float, float]], start_day: int, days: int,
-                   seed: int) -> pd.DataFrame:
+                   seeds: tuple[int, ...]) -> pd.DataFrame:
     n = world.n_people
-    control, assigned = served(world, np.zeros(n, dtype=bool), 0.0, WITH_MEMORY, start_day, days, seed)
+    control, assigned = averaged(world, np.zeros(n, dtype=bool), 0.0, WITH_MEMORY, start_day, days, seeds)
     rows = []
     for name, (click_weight, novelty) in variants.items():
         dynamics = dataclasses.replace(WITH_MEMORY, novelty=novelty)
-        table, _ = served(world, np.ones(n, dtype=bool), click_weight, dynamics, start_day, days, seed)
+        table, _ = averaged(world, np.ones(n, dtype=bool), click_weight, dynamics, start_day, days, seeds)
 
         first, last = slice(0, 7), slice(days - 7, days)
         lifts = {"week 1 engagement": ("engagement", first, None), "week 1 bounce rate": ("bounces", first, "clicks"),
                  "last week engagement": ("engagement", last, None), "last week visits": ("visits", last, None)}
-        rows.append({"variant": name, "click weight": click_weight, "novelty": novelty,
+        rows.append({"variant": name, "added click weight": click_weight, "novelty": novelty,
                      **{column: _rate(table, metric, per, assigned, week) / _rate(control, metric, per, assigned, week)
                         - 1.0 for column, (metric, week, per) in lifts.items()}})
     return pd.DataFrame(rows)

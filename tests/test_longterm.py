@@ -32,7 +32,7 @@ def test_before_test_counts_the_week_before(small: World) -> None:
 
 
 def test_a_click_tuned_redesign_bounces_more(small: World) -> None:
-    family = longterm.launch_family(small, {"clicks x6": (6.0, 0.0)}, 14, 7)
+    family = longterm.launch_family(small, {"clicks +60": (60.0, 0.0)}, 14, 7, seeds=(0,))
     assert family.loc[0, "week 1 bounce rate"] > 0.05
     holdout = longterm.holdouts(small, 14, 7, 1)
     assert set(holdout["metric"]) == {"clicks", "engagement", "visits"} and set(holdout["week"]) == {1}
