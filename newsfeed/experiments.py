@@ -34,6 +34,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,8 @@ from scipy import stats
 
 from newsfeed.metrics import REPORT_NAMES, engagement_score
 from newsfeed.policies import split_policy
-from newsfeed.validation import is_number, require
-from newsfeed.world import REACTIONS, Policy, Rollout, World
+from newsfeed.validation import is_number, require, require_int
+from newsfeed.world import REACTIONS, Policy, Rollout, World, storage
 
 CONTROL, TREATMENT = "control", "treatment"
 ARMS: tuple[str, str] = (CONTROL, TREATMENT)
@@ -331,3 +332,23 @@ def cuped(outcome: npt.ArrayLike, covariate: npt.ArrayLike) -> np.ndarray:
     variance = np.var(x, ddof=1) if len(x) > 1 else 0.0
     theta = np.cov(y, x)[0, 1] / variance if variance > 0 else 0.0
     return y - theta * (x - x.mean())
+
+
+def test_window(world: World, start_day: int, days: int) -> tuple[pd.Timestamp, pd.DataFrame, pd.DataFrame]:
+    """A test over ``days`` from the world's day ``start_day``: its first instant, the log before it (what
+    the rollout starts from) and the sessions in it."""
+    require_int("start_day", start_day, 1, world.config.n_days - 1)
+    require_int("days", days, 1, world.config.n_days - start_day)
+    start = world.config.start_time + pd.Timedelta(days=start_day)
+    earlier = world.impressions[world.impressions["timestamp"] < start]
+    sessions = world.sessions[(world.sessions["started_at"] >= start)
+                              & (world.sessions["started_at"] < start + pd.Timedelta(days=days))]
+    return start, earlier, sessions
+
+
+def study_sources(study: str) -> list[Path]:
+    """What a cached study of rollouts depends on: the simulator, the policies, this module (the test window,
+    CUPED) and the ``study``'s own file (its ``__file__``)."""
+    from newsfeed import policies
+
+    return [*storage.source_files(), Path(policies.__file__), Path(__file__), Path(study)]

@@ -32,7 +32,7 @@ from newsfeed import experiments, policies
 from newsfeed.cache import kept_json
 from newsfeed.metrics import ENGAGEMENT_WEIGHTS, engagement_score
 from newsfeed.validation import require_float, require_int
-from newsfeed.world import Dynamics, World, fingerprint, storage
+from newsfeed.world import Dynamics, World, fingerprint
 
 #: How much the share button multiplies the odds that a prompted user shares a post they read.
 SHARE_PROMPT = 6.0
@@ -88,23 +88,18 @@ def interference_study(world: World, start_day: int, days: int, designs: dict[st
     an array of each person's randomization unit (``arange`` for Bernoulli, cluster labels) and a random half
     of the units is prompted. Columns: ``estimate`` (CUPED) and ``plain`` (difference in means). Read from
     ``folder`` when this code ran the same study on the same world before."""
-    require_int("start_day", start_day, 1, world.config.n_days - 1)
-    require_int("days", days, 1, world.config.n_days - start_day)
+    window = experiments.test_window(world, start_day, days)
     require_int("repeats", repeats, 1, 10_000)
     require_float("prompt", prompt, 0.01, 100.0)
     identity = [fingerprint.output_digest(world).encode(), repr((start_day, days, repeats, prompt, seed)).encode(),
                 *(name.encode() + np.ascontiguousarray(units).tobytes() for name, units in sorted(designs.items()))]
-    sources = [*storage.source_files(), Path(__file__), Path(policies.__file__)]
-    return pd.DataFrame(kept_json(folder, "interference", identity, sources,
-                                  lambda: _run(world, start_day, days, designs, repeats, prompt, seed, progress)))
+    return pd.DataFrame(kept_json(folder, "interference", identity, experiments.study_sources(__file__),
+                                  lambda: _run(world, window, designs, repeats, prompt, seed, progress)))
 
 
-def _run(world: World, start_day: int, days: int, designs: dict[str, np.ndarray], repeats: int, prompt: float,
-         seed: int, progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
-    start = world.config.start_time + pd.Timedelta(days=start_day)
-    earlier = world.impressions[world.impressions["timestamp"] < start]
-    sessions = world.sessions[(world.sessions["started_at"] >= start)
-                              & (world.sessions["started_at"] < start + pd.Timedelta(days=days))]
+def _run(world: World, window: tuple[pd.Timestamp, pd.DataFrame, pd.DataFrame], designs: dict[str, np.ndarray],
+         repeats: int, prompt: float, seed: int, progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    _, earlier, sessions = window
     before = feed_engagement(earlier, world.n_people)
     visited = np.isin(np.arange(world.n_people), sessions["user_id"].to_numpy())
     ranker = policies.oracle_policy(world, lambda p: engagement_score(p, prefix="p_"))

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from newsfeed import experiments, policies
+from newsfeed import experiments
 from newsfeed.cache import kept_json, rows_digest
 from newsfeed.experiments import _z_total
 from newsfeed.validation import is_number, require, require_float, require_int
-from newsfeed.world import Policy, World, fingerprint, storage
+from newsfeed.world import Policy, World, fingerprint
 
 
 def team_draft(first: Policy, second: Policy, top: int = 10, seed: int = 0,
@@ -131,6 +131,4 @@ def compare(world: World, first: Policy, second: Policy, sessions: pd.DataFrame,
 
     key = [fingerprint.output_digest(world).encode(), rows_digest(sessions, history), identity,
            repr((top, seed, ab is None)).encode()]
-    sources = [*_source_files(), *storage.source_files(), Path(__file__), Path(experiments.__file__),
-               Path(policies.__file__)]
-    return kept_json(folder, "interleaving", key, sources, run)
+    return kept_json(folder, "interleaving", key, [*_source_files(), *experiments.study_sources(__file__)], run)

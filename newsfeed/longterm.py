@@ -27,7 +27,7 @@ from newsfeed import experiments, policies
 from newsfeed.cache import kept_json
 from newsfeed.metrics import engagement_score
 from newsfeed.validation import is_number, require, require_int
-from newsfeed.world import Dynamics, Rollout, World, fingerprint, storage
+from newsfeed.world import Dynamics, Rollout, World, fingerprint
 
 #: Clicks whose dwell is shorter than this many seconds count as bounces: the reader came straight back.
 BOUNCE_SECONDS = 10.0
@@ -42,16 +42,6 @@ def objective_launch(world: World, click_weight: float) -> policies.Policy:
         return engagement_score(p, prefix="p_") + click_weight * p["p_click"]
 
     return policies.oracle_policy(world, objective)
-
-
-def _period(world: World, start_day: int, days: int) -> tuple[pd.Timestamp, pd.DataFrame, pd.DataFrame]:
-    require_int("start_day", start_day, 1, world.config.n_days - 1)
-    require_int("days", days, 1, world.config.n_days - start_day)
-    start = world.config.start_time + pd.Timedelta(days=start_day)
-    earlier = world.impressions[world.impressions["timestamp"] < start]
-    sessions = world.sessions[(world.sessions["started_at"] >= start)
-                              & (world.sessions["started_at"] < start + pd.Timedelta(days=days))]
-    return start, earlier, sessions
 
 
 def by_user_and_day(rollout: Rollout, start: pd.Timestamp, days: int, n_people: int) -> dict[str, np.ndarray]:
@@ -81,7 +71,7 @@ def served(world: World, treated: np.ndarray, click_weight: float, dynamics: Dyn
     """One rollout of ``days`` from ``start_day`` in which the ``treated`` people (a bool per person) get the
     launch: the ranker of ``objective_launch(click_weight)`` and ``dynamics``' product change (its novelty);
     the others the engagement ranker. Returns ``by_user_and_day``'s arrays and who is assigned (would visit)."""
-    start, earlier, sessions = _period(world, start_day, days)
+    start, earlier, sessions = experiments.test_window(world, start_day, days)
     ids = np.flatnonzero(treated)
     policy = policies.split_policy(objective_launch(world, 0.0), objective_launch(world, click_weight), ids)
     changed = dataclasses.replace(dynamics, treated=frozenset(ids.tolist()))
@@ -107,13 +97,13 @@ def daily_means(table: Mapping[str, np.ndarray], assigned: np.ndarray) -> pd.Dat
 def _kept(kind: str, world: World, parameters: tuple[Any, ...], folder: str | Path | None,
           run: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """``run()``'s table; with ``folder``, kept there under a hash of ``world``'s content, the ``parameters``
-    and the code (the simulator's, this module's and the policies'), and read from there when the same code ran
+    and the code (``experiments.study_sources``), and read from there when the same code ran
     the same study before: the chapter reads its weeks of rollouts in a second."""
     if folder is None:
         return run()
     identity = [fingerprint.output_digest(world).encode(), repr(parameters).encode()]
-    sources = [*storage.source_files(), Path(__file__), Path(policies.__file__)]
-    return pd.DataFrame(kept_json(folder, kind, identity, sources, lambda: run().to_dict(orient="records")))
+    return pd.DataFrame(kept_json(folder, kind, identity, experiments.study_sources(__file__),
+                                  lambda: run().to_dict(orient="records")))
 
 
 #: The redesign chapter 10 tests: the ranker's extra weight on clicks, and the new look's novelty (log-odds).
