@@ -135,6 +135,25 @@ def map_at_k(groups: np.ndarray, scores: np.ndarray, relevance: np.ndarray, k: i
     return float((per_list["total"] / np.minimum(per_list["relevant"], k)).mean())
 
 
+def within_list_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC within each list, averaged over the lists that hold both a positive and a negative: how often a
+    list's positive is scored above its negative (ties count a half). What a feed's order can use, where the
+    ROC-AUC over all rows also credits a model for telling which lists have more positives."""
+    groups, labels, scores = (np.asarray(x) for x in (groups, labels, scores))
+    require("labels", f"{labels.shape} labels", labels.shape == groups.shape == scores.shape and labels.ndim == 1,
+            "one label, group and score per row")
+    require("labels", "values other than 0 and 1", bool(np.isin(labels, (0, 1)).all()), "0 or 1 per row")
+    require("scores", "NaN scores", not np.isnan(scores.astype(float)).any(), "a number per row")
+    rank = pd.Series(scores.astype(float)).groupby(groups).rank(method="average").to_numpy()
+    per_list = pd.DataFrame({"group": groups, "positive": labels, "rank": rank * labels}).groupby("group").agg(
+        positives=("positive", "sum"), rows=("positive", "size"), rank_sum=("rank", "sum"))
+    per_list = per_list[(per_list["positives"] > 0) & (per_list["positives"] < per_list["rows"])]
+    if not len(per_list):
+        return float("nan")
+    pos, neg = per_list["positives"], per_list["rows"] - per_list["positives"]
+    return float(((per_list["rank_sum"] - pos * (pos + 1) / 2) / (pos * neg)).mean())
+
+
 def gini(values: np.ndarray) -> float:
     """Gini coefficient of non-negative values: 0 when all are equal, near 1 when one holds everything."""
     values = np.sort(np.asarray(values, dtype=float))

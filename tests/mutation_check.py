@@ -118,6 +118,10 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("edges cut counts the friendships inside clusters", "newsfeed/interference.py",
      "clusters[ends[:, 0]] != clusters[ends[:, 1]]", "clusters[ends[:, 0]] == clusters[ends[:, 1]]",
      "tests/test_interference.py::test_clusters_cover_everyone_and_cut_fewer_friendships_than_chance"),
+    ("the within-session ROC-AUC ranks over all rows, not within each list", "newsfeed/metrics.py",
+     'rank = pd.Series(scores.astype(float)).groupby(groups).rank(method="average").to_numpy()',
+     'rank = pd.Series(scores.astype(float)).rank(method="average").to_numpy()',
+     "tests/test_disagreement.py::test_within_list_auc_is_the_mean_of_each_lists_roc_auc"),
 ]
 
 
