@@ -122,6 +122,9 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
      'rank = pd.Series(scores.astype(float)).groupby(groups).rank(method="average").to_numpy()',
      'rank = pd.Series(scores.astype(float)).rank(method="average").to_numpy()',
      "tests/test_disagreement.py::test_within_list_auc_is_the_mean_of_each_lists_roc_auc"),
+    ("the reach boost favours the most shown creators", "newsfeed/exposure.py",
+     'less_shown = 1.0 - shown.rank(method="average", pct=True)', 'less_shown = shown.rank(method="average", pct=True)',
+     "tests/test_exposure.py::test_the_boost_lifts_little_shown_creators_and_zero_changes_nothing"),
 ]
 
 
