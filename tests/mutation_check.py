@@ -125,6 +125,10 @@ MUTATIONS: list[tuple[str, str, str, str, str]] = [
     ("the reach boost favours the most shown creators", "newsfeed/exposure.py",
      'less_shown = 1.0 - shown.rank(method="average", pct=True)', 'less_shown = shown.rank(method="average", pct=True)',
      "tests/test_exposure.py::test_the_boost_lifts_little_shown_creators_and_zero_changes_nothing"),
+    ("every set of weights is served as chapter 2's", "newsfeed/weights.py",
+     "lambda p: engagement_score(p, weights, prefix=\"p_\")",
+     "lambda p: engagement_score(p, ENGAGEMENT_WEIGHTS, prefix=\"p_\")",
+     "tests/test_weights.py::test_clickbait_weights_bounce_more_and_the_study_reads_its_cache"),
 ]
 
 
