@@ -10,7 +10,9 @@ merit, not only counted:
   and as how exposure follows quality (rank correlation, the share of impressions on the better half);
 - ``boost_under_exposed``: a re-ranking that adds a bonus to the posts of creators the log has shown little;
 - ``reach_frontier``: a ranker served with each bonus weight: true engagement against the inequality it buys,
-  kept beside the models like the book's other studies of rollouts.
+  kept beside the models like the book's other studies of rollouts;
+- ``topic_diversity``: the other side of exposure, what each user is shown: how many topics, and how evenly,
+  the filter-bubble question of a feed that learns from its own logs.
 """
 
 from __future__ import annotations
@@ -109,3 +111,24 @@ def reach_frontier(world: World, policy: Policy, weights: Iterable[float], sessi
            repr((weights, seed)).encode()]
     return pd.DataFrame(kept_json(folder, "reach", key, [*_source_files(), *experiments.study_sources(__file__)],
                                   run))
+
+
+def topic_diversity(impressions: pd.DataFrame, world: World, reaction: str | None = None) -> dict[str, float]:
+    """How varied each user's feed is, by the posts' true topics, averaged over the users shown anything: the
+    entropy of their topics in bits (0 for one topic; the log2 of the number of topics for all equally) and
+    the number of distinct topics. With ``reaction`` (``"like"``, ...), over the impressions that drew it:
+    how varied what users engage with is."""
+    require_columns("impressions", impressions, ["user_id", "post_id"])
+    rows = impressions
+    if reaction is not None:
+        require_columns("impressions", impressions, [reaction])
+        rows = impressions[impressions[reaction].to_numpy() > 0]
+    require("impressions", f"{len(rows)} rows", len(rows) > 0, "at least one impression (with the reaction)")
+    topic = world.truth.post_topic[rows["post_id"].to_numpy()]
+    counts = pd.crosstab(rows["user_id"].to_numpy(), topic).to_numpy(dtype=float)
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.nansum(np.where(shares > 0, shares * np.log2(shares), 0.0), axis=1)
+    return {"topic entropy (bits)": float(entropy.mean()), "topics per user": float((counts > 0).sum(axis=1).mean()),
+            "users": float(len(counts))}
+

@@ -54,3 +54,19 @@ def test_the_frontier_spreads_reach_and_reads_its_cache(small: World, tmp_path: 
     pd.testing.assert_frame_equal(again, frontier)  # read back: the policy is not even called
     with pytest.raises(ValueError, match="weights"):
         exposure.reach_frontier(small, legacy_ranker(0), (), sessions, history)
+
+
+def test_topic_diversity_counts_each_users_topics(small: World) -> None:
+    topics = small.truth.post_topic
+    first, second = np.flatnonzero(topics == topics[0])[:2], np.flatnonzero(topics != topics[0])[:1]
+    # User 1 sees one topic twice; user 2 two topics once each.
+    rows = pd.DataFrame({"user_id": [1, 1, 2, 2], "post_id": [first[0], first[1], first[0], second[0]],
+                         "like": [1, 0, 1, 1]})
+    report = exposure.topic_diversity(rows, small)
+    assert report["topic entropy (bits)"] == pytest.approx(0.5) and report["topics per user"] == 1.5
+    liked = exposure.topic_diversity(rows, small, reaction="like")
+    assert liked["topic entropy (bits)"] == pytest.approx(0.5) and liked["users"] == 2
+    whole = exposure.topic_diversity(small.impressions, small)
+    assert 0 < whole["topic entropy (bits)"] <= np.log2(topics.max() + 1)
+    with pytest.raises(ValueError, match="impressions"):
+        exposure.topic_diversity(rows.assign(like=0), small, reaction="like")
