@@ -156,7 +156,7 @@ def test_retrieval() -> None:
 
 def test_scale() -> None:
     report = run("scale.py", "--scale", "small", "--copies", "1", "--engines", "duckdb", "--timeout", "240",
-                 "--past-memory-copies", "1", "--cap-mb", "3000")
+                 "--past-memory-copies", "1", "--cap-mb", "3000", "--partitions", "4")
     past = report.pop("past_memory")
     assert_finite(report)
     # Under a cap above what either needs, both finish, and Dask's table is pandas's to the bit.

@@ -3,12 +3,15 @@ estimators slot by slot, on a world small enough that the true value of every po
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from newsfeed import policies
+from newsfeed import experiments, policies
 from newsfeed.offpolicy import evaluation
+from newsfeed.world import World, legacy_ranker
 
 TOP = 3
 
@@ -91,3 +94,26 @@ def test_each_estimator_is_its_ratio_of_session_sums() -> None:
     assert found["IPS"] == pytest.approx(1.2 / TOP)
     assert found["self-normalized IPS"] == pytest.approx(2.4 / 8.0)  # the weighted rewards over the weights
     assert found["doubly robust"] == pytest.approx(1.05 / TOP)
+
+
+def test_true_values_serve_each_policy_and_read_the_kept_study(small: World, tmp_path: Path) -> None:
+    _, history, sessions = experiments.test_window(small, 20, 1)
+    made: list[str] = []
+
+    def maker(name: str, policy: policies.Policy) -> object:
+        def make() -> policies.Policy:
+            made.append(name)
+            return policy
+        return make
+
+    upside_down = policies.reorder_top(legacy_ranker(0), lambda rows: -legacy_ranker(0)(rows), TOP)
+    makers = {"legacy": maker("legacy", legacy_ranker(0)), "upside down": maker("upside down", upside_down)}
+    values = evaluation.true_values(small, makers, sessions, history, "click", TOP, 0, tmp_path)
+    assert made == ["legacy", "upside down"] and set(values) == set(makers)
+    assert all(0 < value < 1 for value in values.values())
+    served = small.rollout(legacy_ranker(0), sessions, seed=0, earlier_impressions=history)
+    assert values["legacy"] == evaluation.true_value(served.probabilities, served.impressions, "click", TOP)
+    assert evaluation.true_values(small, makers, sessions, history, "click", TOP, 0, tmp_path) == values
+    assert len(made) == 2  # read back: no policy made, none served
+    with pytest.raises(ValueError, match="makers"):
+        evaluation.true_values(small, {}, sessions, history, "click", TOP)

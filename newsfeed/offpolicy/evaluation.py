@@ -6,20 +6,24 @@ policies keep the legacy ranker's first screen and order it differently (``polic
 they show there could have been logged there: the share of randomized sessions sets how often it was (the
 overlap). Each estimator works slot by slot: the reward of a slot depends on the post and its position only (the
 independent item-position assumption, true of this world, where a post's examination depends on its position and
-nothing else on the screen).
+nothing else on the screen). ``true_values`` serves each new policy to measure the truth the estimators are read
+against, kept beside the models (a week's rollout with the network scoring every candidate takes seconds).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from newsfeed.cache import kept_json, rows_digest
 from newsfeed.offpolicy.estimators import importance_weights
 from newsfeed.validation import is_number, require, require_columns
+from newsfeed.world import Policy, World, fingerprint
 
 ESTIMATORS = ("direct method", "IPS", "self-normalized IPS", "doubly robust")
 
@@ -130,3 +134,32 @@ def true_value(probabilities: pd.DataFrame, impressions: pd.DataFrame, reward: s
     screen = impressions["position"].to_numpy() <= top
     full = impressions[screen].groupby("session_id")["position"].transform("size").to_numpy() == top
     return float(probabilities.loc[screen, f"p_{reward}"].to_numpy()[full].mean())
+
+
+def true_values(world: World, makers: Mapping[str, Callable[[], Policy]], sessions: pd.DataFrame,
+                history: pd.DataFrame, reward: str, top: int, seed: int = 0, folder: str | Path | None = None,
+                identity: bytes = b"") -> dict[str, float]:
+    """Each policy's ``true_value`` when served to ``sessions`` after the logged ``history`` (one rollout with
+    ``seed``): what every estimator is measured against. ``makers`` maps each name to a function that makes
+    the policy, called only when measured. With ``folder``, kept there and read back when the same code
+    served the same policies (``identity`` must say what makes them: a cache cannot see inside a policy)."""
+    require("makers", makers, isinstance(makers, Mapping) and len(makers) > 0
+            and all(isinstance(name, str) and callable(make) for name, make in makers.items()),
+            "a non-empty mapping from names to functions that make a policy")
+
+    def run() -> dict[str, float]:
+        values = {}
+        for name, make in makers.items():
+            served = world.rollout(make(), sessions, seed=seed, earlier_impressions=history)
+            values[name] = true_value(served.probabilities, served.impressions, reward, top)
+        return values
+
+    if folder is None:
+        return run()
+    from newsfeed import experiments
+    from newsfeed.models.shipped import _source_files  # the features and models a served network runs
+
+    key = [fingerprint.output_digest(world).encode(), rows_digest(sessions, history), identity,
+           repr((list(makers), reward, top, seed)).encode()]
+    return kept_json(folder, "truth", key, [*_source_files(), *experiments.study_sources(__file__)], run)
+
