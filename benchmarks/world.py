@@ -10,7 +10,8 @@ world whose realism is measured (generated afresh, not read from the cache; defa
 
 The mechanisms a rollout can switch on for chapter 10 (``world.Dynamics``) cost nothing when off: generation
 never uses them. Their cost when on is timed on the measured world's last week, served by the legacy ranker,
-against the same rollout without them.
+against the same rollout without them. Chapter 11's mechanisms of generation (harmful posts and a spam burst,
+``CHAPTER_11``) are timed by generating each scale with them on, in its own fresh subprocess too.
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ from newsfeed.metrics import engagement_score, gini, ndcg_at_k, top_share
 from newsfeed.world import REACTIONS, SCALES, Dynamics, World, WorldConfig, legacy_ranker, simulate
 
 EVAL_DAYS = 7  # the last week is the evaluation window of the ranking comparison
+#: Chapter 11's world: the default config with harmful posts and a spam burst on.
+CHAPTER_11 = {"harmful_share": 0.03, "spam_posts": 300}
 
 
-def measure_scale(scale: str) -> dict[str, float]:
-    """Generate one scale in a subprocess; its wall time, peak memory (VmHWM: a fresh process's own high-water
-    mark; ru_maxrss would carry over the parent's across exec) and table sizes."""
+def measure_scale(scale: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """Generate one scale (with ``overrides`` of its config) in a subprocess; its wall time, peak memory (VmHWM:
+    a fresh process's own high-water mark; ru_maxrss would carry over the parent's across exec) and table
+    sizes."""
     code = (
         "import json, resource, time\n"
         "from newsfeed.world import WorldConfig, simulate\n"
         "t = time.perf_counter()\n"
-        f"w = simulate(WorldConfig.at_scale({scale!r}))\n"
+        f"w = simulate(WorldConfig.at_scale({scale!r}, **{dict(overrides or {})!r}))\n"
         "seconds = time.perf_counter() - t\n"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
         "print(json.dumps({'seconds': seconds, 'peak_mb': int(hwm) / 1024,"
@@ -150,6 +154,7 @@ def main() -> int:
     report["realism_seconds"] = time.perf_counter() - tick
     report["realism_scale"] = args.scale
     report["scales"] = {scale: measure_scale(scale) for scale in scales}
+    report["scales_with_chapter_11"] = {scale: measure_scale(scale, CHAPTER_11) for scale in scales}
     report["dynamics_last_week"] = dynamics_cost(world, args.repeats)
     report["benchmark_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
@@ -166,6 +171,8 @@ def main() -> int:
     print(pd.DataFrame(report["ndcg@10_last_week"]).to_string(float_format="{:.3f}".format))
     print("\nGeneration cost by scale (fresh subprocess each):")
     print(pd.DataFrame(report["scales"]).T.to_string(float_format="{:,.1f}".format))
+    print(f"\nThe same with chapter 11's harmful posts and spam burst on ({CHAPTER_11}):")
+    print(pd.DataFrame(report["scales_with_chapter_11"]).T.to_string(float_format="{:,.1f}".format))
     print(f"\nA rollout of the last week ({args.scale} world) with world.Dynamics on, median of {args.repeats}:")
     print(pd.DataFrame(report["dynamics_last_week"]).T.to_string(float_format="{:,.2f}".format))
     return 0

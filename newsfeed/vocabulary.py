@@ -72,6 +72,20 @@ CLICKBAIT_PHRASES: tuple[str, ...] = (
     "doctors hate this", "gone wrong", "must see",
 )
 
+#: Phrases a misleading post is often written with (chapter 11's harmful posts); a few honest posts quote them.
+MISLEADING_PHRASES: tuple[str, ...] = (
+    "they don't want you to know", "the truth about", "share before it's deleted", "what the media hides",
+    "wake up people", "the real cure for", "exposed at last",
+)
+
+#: Topics most of the harmful posts are about.
+HARM_TOPICS: tuple[str, ...] = ("politics", "health", "finance")
+
+#: Openings of a spam burst's templates (chapter 11's near-duplicates).
+SPAM_PHRASES: tuple[str, ...] = (
+    "free giveaway", "click the link", "limited offer", "dm to claim", "follow and share to win",
+)
+
 MEDIA_TYPES: tuple[str, ...] = ("text", "image", "video", "link")
 DEVICES: tuple[str, ...] = ("ios", "android", "web")
 #: A device that only appears after drift (see ``DriftConfig.new_device_share``): unseen at training time.

@@ -211,6 +211,8 @@ def test_world() -> None:
     assert small["seconds"] > 0 and small["peak_mb"] > 0 and small["people"] == 400
     # The same config in a fresh process (the timing run) generates the same world.
     assert (small["posts"], small["impressions"]) == (tables["posts"], tables["impressions"])
+    harmful = report["scales_with_chapter_11"]["small"]  # chapter 11's mechanisms add the burst's posts
+    assert harmful["seconds"] > 0 and harmful["posts"] == small["posts"] + 300
 
 
 def test_notebooks() -> None:

@@ -87,6 +87,11 @@ def test_same_seed_same_world_and_other_seed_differs(small: World) -> None:
     ({"drift": DriftConfig(start_day=40)}, "drift.start_day"),
     ({"hub_share": 0.5}, "hub_share"),
     ({"hub_degree": 0}, "hub_degree"),
+    ({"harmful_share": 1.2}, "harmful_share"),
+    ({"harmful_appeal": -1.0}, "harmful_appeal"),
+    ({"spam_posts": -3}, "spam_posts"),
+    ({"spam_posts": 10, "spam_accounts": 0}, "spam_accounts"),
+    ({"spam_posts": 10, "spam_day": 28}, "spam_day"),
 ])
 def test_bad_config_names_the_field_and_the_range(overrides: dict, field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{re.escape(field)}=.* accepts "):
@@ -349,3 +354,47 @@ def test_the_digest_sees_one_changed_value(small: World) -> None:
     changed = copy.deepcopy(small)
     changed.truth.post_quality[7] += 1e-4
     assert fingerprint.output_digest(changed) != fingerprint.output_digest(small)
+
+
+def test_harmful_posts_are_labelled_appealing_and_marked_in_text(tmp_path: Path) -> None:
+    world = simulate(WorldConfig.at_scale("small", seed=3, harmful_share=0.05))
+    harmful = world.truth.post_harmful
+    assert harmful.dtype == bool and 0.035 < harmful.mean() < 0.065
+    sensitive = np.isin(world.true_topics(world.posts["post_id"]), vocabulary.HARM_TOPICS)
+    assert harmful[sensitive].mean() > 2 * harmful[~sensitive].mean()
+    phrase = world.posts["text"].fillna("").str.startswith(vocabulary.MISLEADING_PHRASES).to_numpy()
+    assert 0.5 < phrase[harmful].mean() < 0.7 and phrase[~harmful].mean() < 0.02
+    # The same posts, the same moment: harm adds the appeal's log-odds to clicks and shares, none to likes.
+    posts = np.flatnonzero(harmful)[:50]
+    time = world.posts["created_at"].iloc[posts].to_numpy() + np.timedelta64(1, "h")
+    before = world.probabilities(np.zeros(len(posts), dtype=int), posts, 1, time)
+    world.truth.post_harmful = np.zeros_like(harmful)
+    after = world.probabilities(np.zeros(len(posts), dtype=int), posts, 1, time)
+    assert (before["p_click"] > after["p_click"]).all() and (before["p_share"] > after["p_share"]).all()
+    assert np.allclose(before["p_like"], after["p_like"])
+    world.truth.post_harmful = harmful
+    loaded = World.load(world.save(tmp_path / "harm"))
+    assert np.array_equal(loaded.truth.post_harmful, harmful) and loaded.truth.post_spam is None
+    assert loaded.config.harmful_share == 0.05
+
+
+def test_a_spam_burst_is_near_duplicates_from_the_most_followed_pages() -> None:
+    config = WorldConfig.at_scale("small", seed=3, spam_posts=60, spam_accounts=2, spam_day=10, spam_hours=24.0)
+    world, plain = simulate(config), simulate(WorldConfig.at_scale("small", seed=3))
+    spam = world.truth.post_spam
+    assert (spam >= 0).sum() == 60 and len(world.posts) == len(plain.posts) + 60
+    assert world.truth.post_harmful is None and plain.truth.post_spam is None
+    assert world.posts["created_at"].is_monotonic_increasing  # post ids stay in time order
+    burst = world.posts[spam >= 0]
+    hours = world.hours(burst["created_at"].to_numpy())
+    assert hours.min() >= 240.0 and hours.max() < 264.0
+    follows = plain.edges[plain.edges["edge_type"] == "follow"]["target_id"].value_counts()
+    assert set(burst["author_id"]) == set(follows.index[:2])
+    for _, texts in burst.groupby(spam[spam >= 0])["text"]:
+        words = [text.split() for text in texts]
+        assert len({len(w) for w in words}) == 1  # one template per account
+        differing = [sum(a != b for a, b in zip(words[0], other, strict=True)) for other in words[1:]]
+        assert max(differing) <= 4 and len(set(texts)) > 1  # near-duplicates, not copies
+    # Everything else is the world without the burst: the same posts, by the same authors, with the same texts.
+    kept = world.posts[spam < 0].reset_index(drop=True)
+    assert kept[["author_id", "created_at", "text"]].equals(plain.posts[["author_id", "created_at", "text"]])

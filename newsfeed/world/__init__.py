@@ -12,7 +12,8 @@ bias, and they are dirty the way real logs are (see ``data/README.md`` for the d
 
 The package, one module per job:
 
-- ``config``: ``WorldConfig`` and ``DriftConfig`` (every knob, validated) and the named ``SCALES``;
+- ``config``: ``WorldConfig`` and ``DriftConfig`` (every knob, validated; harmful posts and a spam burst are
+  knobs that only chapter 11 turns on) and the named ``SCALES``;
 - ``outcomes``: the ground truth and the outcome model (true probabilities, sampled reactions);
 - ``rollout``: policies meet sessions (candidates, choose, show, update counters), and the legacy ranker;
 - ``dynamics``: what users carry between sessions, off unless a rollout asks (shares that travel, a

@@ -93,6 +93,18 @@ class WorldConfig:
     country_variant_share: float = 0.15
     duplicate_event_share: float = 0.005
     drift: DriftConfig | None = None
+    # Ranking responsibly (chapter 11); 0 leaves each mechanism out, and the world every other chapter reads.
+    # A share of posts is harmful or misleading (a ground-truth label, ``World.truth.post_harmful``): more often
+    # from clickbait farms and about politics, health or finance, often written with a misleading phrase, and
+    # ``harmful_appeal`` more log-odds of a click, comment and share (outrage travels), half of it of a hide.
+    harmful_share: float = 0.0
+    harmful_appeal: float = 1.0
+    # A burst of ``spam_posts`` near-duplicate posts (one template per account, a word or two changed) from the
+    # ``spam_accounts`` most-followed pages, over ``spam_hours`` from day ``spam_day`` (``truth.post_spam``).
+    spam_posts: int = 0
+    spam_accounts: int = 3
+    spam_day: int = 21
+    spam_hours: float = 48.0
 
     def __post_init__(self) -> None:
         require_int("seed", self.seed, 0, 2**32 - 1)
@@ -118,8 +130,14 @@ class WorldConfig:
         require_int("discovery_candidates", self.discovery_candidates, 0, 1000)
         require_float("position_bias", self.position_bias, 0.0, 5.0)
         require_float("freshness_half_life_hours", self.freshness_half_life_hours, 0.1, 24.0 * 365)
+        require_float("harmful_appeal", self.harmful_appeal, 0.0, 5.0)
+        require_int("spam_posts", self.spam_posts, 0, 1_000_000)
+        if self.spam_posts:  # the burst's settings matter, and must fit the world, only when there is one
+            require_int("spam_accounts", self.spam_accounts, 1, self.n_pages)
+            require_int("spam_day", self.spam_day, 0, self.n_days - 1)
+            require_float("spam_hours", self.spam_hours, 1.0, 24.0 * self.n_days)
         for name in ("passive_share", "new_user_share", "topic_label_accuracy", "missing_age_share",
-                     "impossible_age_share", "country_variant_share", "duplicate_event_share"):
+                     "impossible_age_share", "country_variant_share", "duplicate_event_share", "harmful_share"):
             require_float(name, getattr(self, name), 0.0, 1.0)
         if self.drift is not None:
             require("drift", self.drift, isinstance(self.drift, DriftConfig), "None or a DriftConfig")

@@ -30,8 +30,8 @@ def simulate(config: WorldConfig | None = None, progress: bool = False) -> World
     tick = _time.perf_counter()
     root = np.random.SeedSequence(cfg.seed)
     rngs = dict(zip(("people", "pages", "friends", "follows", "posts", "text", "drift", "sessions", "dirty",
-                     "rollout", "legacy", "duplicates", "hubs", "local"),
-                    (np.random.default_rng(s) for s in root.spawn(14)),
+                     "rollout", "legacy", "duplicates", "hubs", "local", "harm", "spam"),
+                    (np.random.default_rng(s) for s in root.spawn(16)),
                     strict=True))
     people = _people(cfg, rngs["people"])
     pages = _pages(cfg, rngs["pages"])
@@ -63,6 +63,10 @@ def simulate(config: WorldConfig | None = None, progress: bool = False) -> World
     topic_label = post["topic"].copy()
     relabel = rngs["posts"].random(len(topic_label)) > cfg.topic_label_accuracy
     topic_label[relabel] = rngs["posts"].integers(0, _N_TOPICS, int(relabel.sum()))
+    if cfg.spam_posts:
+        followers = np.bincount(wv - n, minlength=m)
+        post, texts, tags, topic_label = _with_spam(cfg, post, texts, tags, topic_label, followers, rngs["spam"])
+    harmful = _harmful(cfg, post, pages, texts, rngs["harm"]) if cfg.harmful_share > 0 else None
     posts = pd.DataFrame({
         "post_id": np.arange(len(post["author"]), dtype=np.int64),
         "author_id": post["author"].astype(np.int64),
@@ -104,7 +108,7 @@ def simulate(config: WorldConfig | None = None, progress: bool = False) -> World
         true_age=people["age"], true_country=np.concatenate([codes[people["country"]], codes[pages["country"]]]),
         post_topic=post["topic"], post_quality=post["quality"], post_clickbait=post["clickbait"],
         edge_key=key[order], edge_closeness=closeness[order], session_depth=sess["depth"].astype(np.int64),
-        impressions=pd.DataFrame())
+        impressions=pd.DataFrame(), post_harmful=harmful, post_spam=post.get("spam"))
     world = World(config=cfg, users=users, posts=posts, edges=edges, sessions=sessions,
                   impressions=pd.DataFrame(), truth=truth)
     if progress:
@@ -254,6 +258,59 @@ def _texts(posts: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[list
         picked = dict.fromkeys(hashtags[posts["topic"][i], tag_pick[i, : n_tags[i]]].tolist())
         tags.append(" ".join(picked))
     return texts, tags
+
+
+def _with_spam(cfg: WorldConfig, post: dict[str, np.ndarray], texts: list[Any], tags: list[str],
+               topic_label: np.ndarray, followers: np.ndarray, rng: np.random.Generator
+               ) -> tuple[dict[str, np.ndarray], list[Any], list[str], np.ndarray]:
+    """The posts with a spam burst among them, in time order: ``cfg.spam_posts`` link posts from the
+    ``cfg.spam_accounts`` most-followed pages, each a copy of its account's template (a spam phrase and eight
+    words of one topic) with one or two words changed, low in quality and high in clickbait. ``post["spam"]``
+    holds each post's template (-1: not spam)."""
+    count, accounts = cfg.spam_posts, np.argsort(-followers, kind="stable")[: cfg.spam_accounts]
+    group = rng.integers(0, cfg.spam_accounts, count)
+    topics = rng.integers(0, _N_TOPICS, cfg.spam_accounts)
+    topic_words = np.array([vocab.TOPIC_WORDS[t] for t in vocab.TOPICS])
+    template = topic_words[topics[:, None], rng.integers(0, topic_words.shape[1], (cfg.spam_accounts, 8))]
+    phrase = rng.integers(0, len(vocab.SPAM_PHRASES), cfg.spam_accounts)
+    words = template[group]
+    general = np.array(vocab.GENERAL_WORDS)
+    for slot in range(2):  # one word changed in every copy, a second in half of them
+        change = rng.random(count) < (1.0 if slot == 0 else 0.5)
+        where = rng.integers(0, 8, count)
+        words[change, where[change]] = general[rng.integers(0, len(general), int(change.sum()))]
+    spam = {"author": cfg.n_people + accounts[group],
+            "hours": np.minimum(cfg.spam_day * 24.0 + rng.uniform(0.0, cfg.spam_hours, count),
+                                cfg.n_days * 24.0 - 1e-3),
+            "topic": topics[group], "media": np.full(count, vocab.MEDIA_TYPES.index("link")),
+            "quality": rng.beta(2, 8, count), "clickbait": rng.beta(6, 2, count), "spam": group}
+    merged = {key: np.concatenate([post[key] if key != "spam" else np.full(len(post["hours"]), -1), spam[key]])
+              for key in spam}
+    order = np.argsort(merged["hours"], kind="stable")
+    spam_texts = [f"{vocab.SPAM_PHRASES[phrase[g]]} {' '.join(w)}" for g, w in zip(group, words, strict=True)]
+    spam_tags = [vocab.TOPIC_HASHTAGS[vocab.TOPICS[t]][0] for t in topics[group]]
+    all_texts, all_tags = [*texts, *spam_texts], [*tags, *spam_tags]
+    return ({key: values[order] for key, values in merged.items()}, [all_texts[i] for i in order],
+            [all_tags[i] for i in order], np.concatenate([topic_label, topics[group]])[order])
+
+
+def _harmful(cfg: WorldConfig, post: dict[str, np.ndarray], pages: dict[str, np.ndarray], texts: list[Any],
+             rng: np.random.Generator) -> np.ndarray:
+    """Which posts are harmful or misleading, ``cfg.harmful_share`` of them on average: five times as likely
+    from a clickbait farm, three times as likely about one of ``vocab.HARM_TOPICS``. Six in ten harmful posts
+    (and one honest post in a hundred, quoting one) open with a misleading phrase: ``texts`` changes in place."""
+    n = cfg.n_people
+    is_page = post["author"] >= n
+    farm = np.where(is_page, pages["clickbait_farm"][np.where(is_page, post["author"] - n, 0)], False)
+    sensitive = np.isin(post["topic"], [vocab.TOPICS.index(topic) for topic in vocab.HARM_TOPICS])
+    weight = (1.0 + 4.0 * farm) * (1.0 + 2.0 * sensitive)
+    harmful = rng.random(len(weight)) < np.minimum(cfg.harmful_share * weight / weight.mean(), 1.0)
+    phrase = rng.integers(0, len(vocab.MISLEADING_PHRASES), len(weight))
+    marked = rng.random(len(weight)) < np.where(harmful, 0.6, 0.01)
+    for i in np.flatnonzero(marked).tolist():
+        if texts[i] is not None:
+            texts[i] = f"{vocab.MISLEADING_PHRASES[phrase[i]]} {texts[i]}"
+    return harmful
 
 
 def _drifted_interests(cfg: WorldConfig, interests: np.ndarray, rng: np.random.Generator) -> np.ndarray:

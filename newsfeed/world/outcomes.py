@@ -32,6 +32,9 @@ _LOGIT = {
     "share": (-6.4, 0.9, 0.6, 0.6, 4.0, -0.3, 0.4),
     "hide": (-5.6, -0.7, -1.8, 0.0, -1.5, 2.8, -0.4),
 }
+# Extra log-odds, times ``WorldConfig.harmful_appeal``, of each reaction to a harmful post: outrage is clicked,
+# argued with and shared, and some readers hide it.
+_HARM_SHIFT = {"click": 1.0, "like": 0.0, "comment": 1.0, "share": 1.0, "hide": 0.5}
 # How much being a passive user lowers each reaction's logit (they read, and rarely react).
 _PASSIVE_SHIFT = {"click": -0.3, "like": -2.2, "comment": -2.8, "share": -1.8, "hide": -0.5}
 # How much being privacy-minded lowers the public reactions' log-odds.
@@ -67,20 +70,25 @@ class GroundTruth:
     edge_closeness: np.ndarray  # closeness in [0, 1] for each edge_key
     session_depth: np.ndarray  # (n_sessions,) how many posts each session would scroll through
     impressions: pd.DataFrame = field(repr=False)
+    # Chapter 11's mechanisms, None when the config leaves them out (``WorldConfig.harmful_share``, ``spam_posts``)
+    post_harmful: np.ndarray | None = None  # (n_posts,) bool: harmful or misleading
+    post_spam: np.ndarray | None = None  # (n_posts,) the spam template a post copies, -1 for none
 
     _ARRAYS = ("interests", "interests_after_drift", "click_bias", "react_bias", "passive", "privacy_minded",
                "media_pref", "activity", "true_age", "true_country", "post_topic", "post_quality",
                "post_clickbait", "edge_key", "edge_closeness", "session_depth")
+    _OPTIONAL = ("post_harmful", "post_spam")
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(folder / "latent.npz", **{name: getattr(self, name) for name in self._ARRAYS})
+        arrays = {name: getattr(self, name) for name in (*self._ARRAYS, *self._OPTIONAL)}
+        np.savez_compressed(folder / "latent.npz", **{name: a for name, a in arrays.items() if a is not None})
         self.impressions.to_parquet(folder / "impression_probabilities.parquet", index=False)
 
     @classmethod
     def load(cls, folder: Path) -> GroundTruth:
         with np.load(folder / "latent.npz", allow_pickle=False) as arrays:
-            values = {name: arrays[name] for name in cls._ARRAYS}
+            values = {name: arrays[name] for name in (*cls._ARRAYS, *cls._OPTIONAL) if name in arrays}
         return cls(**values, impressions=pd.read_parquet(folder / "impression_probabilities.parquet"))
 
 
@@ -152,6 +160,7 @@ def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, posi
     media = world._post_media[posts]
     passive = truth.passive[users]
     examined = positions ** (-cfg.position_bias)
+    harm = None if truth.post_harmful is None else cfg.harmful_appeal * truth.post_harmful[posts]
 
     out: dict[str, np.ndarray] = {}
     terms = np.stack([np.ones_like(affinity), affinity, closeness, fresh, quality, clickbait, media_pref])
@@ -164,6 +173,8 @@ def _true_probabilities(world: World, users: np.ndarray, posts: np.ndarray, posi
             logit = logit + truth.react_bias[users] - _PRIVACY_SHIFT[reaction] * truth.privacy_minded[users]
         if shift and reaction in shift:
             logit = logit + shift[reaction]
+        if harm is not None:
+            logit = logit + _HARM_SHIFT[reaction] * harm
         out[f"p_{reaction}"] = examined / (1.0 + np.exp(-logit))
     # Dwell: a short scroll past when not examined; log-normal reading time when examined (longer if clicked).
     mu = _DWELL_BY_MEDIA[media] + 0.35 * affinity + 1.0 * quality + 0.3 * passive
