@@ -80,6 +80,7 @@ TAUGHT: dict[str, tuple[str, ...]] = {
     "08_scaling": ("def _within_partition", "def _jobs"),
     "09_logged_feedback": ("def shuffled_top", "class Relabeled", "def session_terms"),
     "10_experiments": ("def looks", "def msprt"),
+    "11_responsible_ranking": ("def demoted", "def near_duplicate_groups"),
 }
 
 

@@ -83,6 +83,10 @@ INPUTS: dict[str, dict[str, str]] = {
         "0.96": "a propensity by definition: 0.05 / 5 + 0.95, the intended slot's with a twentieth randomized",
         "0.01": "a propensity by definition: 0.05 / 5, any other first-screen slot's with a twentieth randomized",
     },
+    "11_responsible_ranking": {
+        "1,024": "dedup.DIMENSIONS, the hashed bag of words' dimensions (a setting)",
+        "0.3": "the diversified way's topic penalty (bubbles.WAYS), a setting",
+    },
     "07_monitoring": {
         "0.1": "monitoring.PSI_WARN, the rule of thumb's warn line",
         "0.25": "monitoring.PSI_ALERT, the rule of thumb's alert line",
