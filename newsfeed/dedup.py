@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.feature_extraction.text import HashingVectorizer
 
@@ -33,9 +33,12 @@ DIMENSIONS = 1024
 NGRAMS = (1, 2)
 
 
-def _vectors(texts: pd.Series) -> np.ndarray:
-    vectorizer = HashingVectorizer(n_features=DIMENSIONS, ngram_range=NGRAMS, alternate_sign=False, norm="l2")
-    return vectorizer.transform(texts.fillna("").to_numpy()).toarray().astype(np.float32)
+def _vectors(texts: pd.Series) -> csr_matrix:
+    """Each text's hashed words and word pairs, scaled to length one: sparse, so that only a window's posts are
+    ever held dense (a large world's posts would not fit)."""
+    vectorizer = HashingVectorizer(n_features=DIMENSIONS, ngram_range=NGRAMS, alternate_sign=False, norm="l2",
+                                   dtype=np.float32)
+    return vectorizer.transform(texts.fillna("").to_numpy()).tocsr()
 
 
 def near_duplicate_groups(posts: pd.DataFrame, threshold: float = 0.7, window_hours: float = 48.0,
@@ -64,9 +67,10 @@ def near_duplicate_groups(posts: pd.DataFrame, threshold: float = 0.7, window_ho
         if not len(queries):
             continue
         first = np.searchsorted(hours, start - window_hours)
-        index = faiss.IndexFlatIP(DIMENSIONS)  # the posts of the window before, and of the day
-        index.add(vectors[first:queries[-1] + 1])
-        similarity, found = index.search(vectors[queries], min(neighbours + 1, index.ntotal))
+        window = vectors[first:queries[-1] + 1].toarray()  # the window before, and the day
+        index = faiss.IndexFlatIP(DIMENSIONS)
+        index.add(window)
+        similarity, found = index.search(window[queries - first], min(neighbours + 1, index.ntotal))
         found = found + first
         earlier = (found >= 0) & (found < queries[:, None]) & (similarity >= threshold)
         earlier &= hours[queries][:, None] - hours[np.maximum(found, 0)] <= window_hours
