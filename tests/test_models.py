@@ -202,3 +202,30 @@ def test_platt_scaling_recalibrates_each_head_on_fresh_rows_and_keeps_its_order(
         models.PlattScaling.fit(before.head(100), later.head(100).assign(click=0))
     with pytest.raises(Exception, match="not fitted"):
         models.Calibrated(shifted).predict(later)
+
+
+def test_nightly_recalibration_fits_each_day_on_the_days_before_it_only() -> None:
+    rng = np.random.default_rng(1)
+    days = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.repeat(np.arange(5), 8_000), unit="D")
+    rows = pd.DataFrame({"timestamp": days + pd.Timedelta(hours=12)})
+    for reaction in REACTIONS:
+        rows[f"p_{reaction}"] = rng.uniform(0.01, 0.3, len(rows))
+        rows[reaction] = (rng.random(len(rows)) < rows[f"p_{reaction}"]).astype(int)
+    nightly = models.CalibratedNightly(_Shifted(), first_days=2).fit(rows)
+    assert [day.day for day in nightly.scaling_.scalings] == [3, 4, 5, 6]  # days 3-5, and the day after the last
+    later = rows[rows["timestamp"] >= pd.Timestamp("2026-01-03")]
+    after = nightly.predict(later)
+    for reaction in REACTIONS:
+        assert 0.95 < after[f"p_{reaction}"].mean() / later[reaction].mean() < 1.05, reaction
+    # Day 3's scaling saw days 1-2 only: its own labels (here all flipped to 1) cannot move it.
+    leaked = rows.assign(click=np.where(rows["timestamp"].dt.day == 3, 1, rows["click"]))
+    again = models.CalibratedNightly(_Shifted(), first_days=2).fit(leaked)
+    day3 = later["timestamp"].dt.day == 3
+    assert np.array_equal(again.predict(later[day3]), after[day3])
+    assert nightly.name == "shifted, recalibrated nightly"
+    with pytest.raises(ValueError, match="timestamps='rows from 2026-01-01' is invalid"):
+        nightly.predict(rows)
+    with pytest.raises(ValueError, match="first_days=0 is invalid"):
+        models.CalibratedNightly(_Shifted(), first_days=0)
+    with pytest.raises(ValueError, match="labels='2 days of rows' is invalid"):
+        models.CalibratedNightly(_Shifted()).fit(rows[rows["timestamp"] < pd.Timestamp("2026-01-03")])

@@ -11,7 +11,8 @@ every column, which is enough for ranking metrics and ROC-AUC but not for calibr
 - ``rungs``: chapter 4's stronger shapes (cross layers, a hide tower, attention over recent engagements) and
   the inputs they and an informed ceiling read; ``ladder``, the studies that measure them (rungs, informed
   ceiling, ablation, learning curve), their results cached beside the shipped models;
-- ``calibration``: ``PlattScaling`` of each head on fresh rows, and ``Calibrated``, a ranker recalibrated so;
+- ``calibration``: ``PlattScaling`` of each head on fresh rows, and ``Calibrated``, a ranker recalibrated so
+  once, and ``CalibratedNightly``, every night on the days before (``NightlyScaling``);
 - ``shipped``: the rankers as the book ships them, trained on weeks 1–3 and cached in
   ``data/models/<scale>-seed<seed>/`` (``newsfeed.world.artifacts_folder``; the default world's are committed),
   keyed by the code and the data; ``fitted_multitask``, any configuration's network cached the same way, and
@@ -25,7 +26,7 @@ from newsfeed.models.baselines import (
     gradient_boosting,
     logistic_regression,
 )
-from newsfeed.models.calibration import Calibrated, PlattScaling
+from newsfeed.models.calibration import Calibrated, CalibratedNightly, NightlyScaling, PlattScaling
 from newsfeed.models.multitask import MultiTask, MultiTaskConfig, MultiTaskNetwork
 from newsfeed.models.ranker import (
     PROBABILITY_COLUMNS,
@@ -36,7 +37,7 @@ from newsfeed.models.ranker import (
 )
 from newsfeed.models.shipped import final_baselines, final_multitask, fitted_multitask, reseeded
 
-__all__ = ["PROBABILITY_COLUMNS", "Calibrated", "Chronological", "MultiTask", "MultiTaskConfig", "MultiTaskNetwork",
-           "PerReaction", "PlattScaling", "Popularity", "Ranker", "correct_for_negative_sampling",
-           "downsample_negatives", "final_baselines", "final_multitask", "fitted_multitask", "gradient_boosting",
-           "logistic_regression", "reseeded", "serving_view"]
+__all__ = ["PROBABILITY_COLUMNS", "Calibrated", "CalibratedNightly", "Chronological", "MultiTask", "MultiTaskConfig",
+           "MultiTaskNetwork", "NightlyScaling", "PerReaction", "PlattScaling", "Popularity", "Ranker",
+           "correct_for_negative_sampling", "downsample_negatives", "final_baselines", "final_multitask",
+           "fitted_multitask", "gradient_boosting", "logistic_regression", "reseeded", "serving_view"]

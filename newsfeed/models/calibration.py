@@ -5,7 +5,9 @@ over-predicts by a tenth quietly gets a tenth more weight than the objective gav
 drift off calibration from one training seed to the next, and as the world moves on after training. Platt
 scaling fits, per head, ``p' = sigmoid(a * logit(p) + b)`` by maximum likelihood on labelled rows the model did
 not train on: two numbers per head, enough data even for rare reactions, and monotone, so each head's own
-ranking (its ROC-AUC) is unchanged; only how the heads add up in the score changes.
+ranking (its ROC-AUC) is unchanged; only how the heads add up in the score changes. ``CalibratedNightly``
+refits it every night on every labelled day since the model shipped, as a team keeps a deployed model's heads
+honest: each day is calibrated by the days before it, never by its own labels.
 """
 
 from __future__ import annotations
@@ -79,3 +81,59 @@ class Calibrated(Ranker):
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         self._require_fitted("scaling_")
         return self.scaling_.apply(self.ranker.predict(table))
+
+
+@dataclass(frozen=True)
+class NightlyScaling:
+    """A ``PlattScaling`` per day, each fitted on the labelled rows of the days before it: what a team that
+    refits its calibration every night on all labels since the model shipped would have used that day."""
+
+    scalings: dict[pd.Timestamp, PlattScaling]
+
+    @classmethod
+    def fit(cls, predicted: pd.DataFrame, labels: pd.DataFrame, first_days: int = 2) -> NightlyScaling:
+        """One scaling per day of ``labels`` (0/1 reactions and ``timestamp``, rows as ``predicted``'s) after
+        its first ``first_days`` days, and one for the day after its last, each on the days before it."""
+        require("first_days", first_days, first_days >= 1, "an integer >= 1 (days of labels before the first refit)")
+        require_columns("labels", labels, ["timestamp", *REACTIONS])
+        days = labels["timestamp"].dt.floor("D")
+        first, last = days.min(), days.max()
+        span = f"{(last - first).days + 1} days of rows"
+        require("labels", span, (last - first).days >= first_days, f"more than first_days={first_days} days")
+        refits = pd.date_range(first + pd.Timedelta(days=first_days), last + pd.Timedelta(days=1), freq="D")
+        before = {day: (days < day).to_numpy() for day in refits}
+        return cls({day: PlattScaling.fit(predicted[rows], labels[rows]) for day, rows in before.items()})
+
+    def apply(self, predicted: pd.DataFrame, timestamps: pd.Series) -> pd.DataFrame:
+        """Each row's probabilities through its day's scaling (days after the last fitted one use the last)."""
+        refits = pd.DatetimeIndex(list(self.scalings))
+        days = pd.Series(timestamps).dt.floor("D").clip(upper=refits.max()).to_numpy()
+        earliest = days.min() if len(days) else refits.min()
+        require("timestamps", f"rows from {pd.Timestamp(earliest).date()}", earliest >= refits.min(),
+                f"rows from {refits.min().date()} on (the first day with a refit)")
+        out = predicted.copy()
+        for day in np.unique(days):
+            rows = days == day
+            out.loc[rows] = self.scalings[pd.Timestamp(day)].apply(predicted.loc[rows]).to_numpy()
+        return out
+
+
+class CalibratedNightly(Ranker):
+    """A fitted ranker whose heads are recalibrated every night (``NightlyScaling``): a single fit on the first
+    days goes stale as the model ages and rests on those days' few positives of a rare reaction; a nightly refit
+    on all labels so far follows the model and grows its evidence each day."""
+
+    def __init__(self, ranker: Ranker, first_days: int = 2) -> None:
+        require("first_days", first_days, first_days >= 1, "an integer >= 1 (days of labels before the first refit)")
+        self.ranker = ranker
+        self.first_days = first_days
+        self.name = f"{ranker.name}, recalibrated nightly"
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> CalibratedNightly:
+        """Fit the scalings on ``train``: labelled rows the wrapped ranker did not learn from."""
+        self.scaling_ = NightlyScaling.fit(self.ranker.predict(train), train, self.first_days)
+        return self
+
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        self._require_fitted("scaling_")
+        return self.scaling_.apply(self.ranker.predict(table), table["timestamp"])
