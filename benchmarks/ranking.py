@@ -17,7 +17,9 @@ error (the mean gap between predicted and observed rate over ten groups of rows 
 defines it; 0 is calibrated). With ``--seeds``, the report gains
 "network_seeds": the network's metrics for each training seed (same world, same data, the shipped epoch count:
 ``models.reseeded``, as chapter 5 trains them) and their mean and standard deviation, which is the yardstick
-for any difference between models in the third decimal.
+for any difference between models in the third decimal, and each seed's heads recalibrated nightly after the test
+week's first two days (chapter 5's ``models.CalibratedNightly``): "nightly_calibration_<reaction>" over the observed
+rate and "nightly_truth_<reaction>" over the world's true probabilities, on the days after.
 
 With ``--ladder [STUDY ...]`` (all four by default), the report gains "ladder": for each study and run, the mean
 and standard deviation over seeds of nDCG@10 and of each head's ROC-AUC and share of the oracle's AUC lift, and the
@@ -50,6 +52,8 @@ from newsfeed.world import REACTIONS, SCALES, World, artifacts_folder, load_worl
 
 #: The shipped gradient-boosted trees' size (``models.gradient_boosting``'s default).
 SHIPPED_TREES = 120
+#: The test week's first days, before the first nightly recalibration (chapter 5's ``CALIBRATION_DAYS``).
+CALIBRATION_DAYS = 2
 
 
 def evaluate(scores: np.ndarray, probabilities: pd.DataFrame | None, test: pd.DataFrame, sessions: np.ndarray,
@@ -73,6 +77,18 @@ def baselines(dataset: features.Dataset, seed: int, folder: Path, trees: int) ->
                models.gradient_boosting(seed, trees=trees)]
     both = dataset.part("train", "valid")
     return {ranker.name: ranker.fit(both) for ranker in rankers}
+
+
+def nightly(network: models.Ranker, test: pd.DataFrame, later: np.ndarray, truth: pd.DataFrame) -> dict[str, float]:
+    """Chapter 5's nightly recalibration: each head's calibration on the test week after its first days, refitted
+    every night on the days before, over the observed rate and over the world's true probabilities."""
+    recalibrated = models.CalibratedNightly(network, CALIBRATION_DAYS).fit(test).predict(test[later])
+    row = {}
+    for reaction in REACTIONS:
+        predicted = recalibrated[f"p_{reaction}"].mean()
+        row[f"nightly_calibration_{reaction}"] = float(predicted / test.loc[later, reaction].mean())
+        row[f"nightly_truth_{reaction}"] = float(predicted / truth.loc[later, f"p_{reaction}"].mean())
+    return row
 
 
 def network_folder(folder: Path, epochs: int | None) -> Path:
@@ -152,10 +168,12 @@ def main() -> int:
     report["random"] = evaluate(random_scores, None, test, sessions, true_engagement, logged_engagement)
     seeded = {}
     shipped = rankers[models.MultiTask.name]
+    later = test["timestamp"] >= test["timestamp"].min().floor("D") + pd.Timedelta(days=CALIBRATION_DAYS)
     for seed in args.seeds:  # chapter 5's recipe: the same epochs, another seed
         retrained = models.reseeded(shipped, dataset, seed, network_folder(folder, args.epochs))
         seeded[seed] = evaluate(retrained.score(test), retrained.predict(test), test, sessions, true_engagement,
                                 logged_engagement)
+        seeded[seed].update(nightly(retrained, test, later.to_numpy(), truth))
     for row in [*report["models"].values(), *seeded.values()]:
         for reaction in REACTIONS:
             oracle_lift = report["oracle"][f"auc_{reaction}"] - 0.5
@@ -196,6 +214,14 @@ def main() -> int:
         spread.loc["mean"], spread.loc["standard deviation"] = spread.mean(), spread.std(ddof=1)
         print("\nThe network retrained with other seeds (same world, same data):")
         print(spread.to_string(float_format="{:.4f}".format))
+        print(f"\nRecalibrated nightly (chapter 5), after the test week's first {CALIBRATION_DAYS} days: each head's "
+              "lowest and highest seed")
+        per_seed = pd.DataFrame(seeded).T
+        bands = {}
+        for against, key in (("over the labels", "calibration"), ("over the truth", "truth")):
+            ratios = per_seed[[f"nightly_{key}_{r}" for r in REACTIONS]].set_axis(list(REACTIONS), axis=1)
+            bands[against] = {r: f"{ratios[r].min():.3f} to {ratios[r].max():.3f}" for r in REACTIONS}
+        print(pd.DataFrame(bands).to_string())
     if args.ladder is not None:
         print("\nChapter 4's ladder on week 3 (mean and standard deviation over seeds):")
         columns = ["ndcg@10", *(f"auc_lift_share_{r}" for r in REACTIONS)]

@@ -81,6 +81,8 @@ def test_ranking() -> None:
         assert all(rung["calibration_lowest"][r] <= rung["calibration_highest"][r] for r in REACTIONS), name
     seeds = report["network_seeds"]
     assert set(seeds["per_seed"]) == {"0", "1"} and seeds["std"]["ndcg@10"] > 0  # two seeds, two networks
+    for row in seeds["per_seed"].values():  # each seed's heads recalibrated nightly, over labels and truth
+        assert all(row[f"nightly_{against}_{r}"] > 0 for against in ("calibration", "truth") for r in REACTIONS)
     assert {"reverse-chronological", "popularity", "logistic regression", "gradient-boosted trees"} < set(
         report["models"]) and len(report["models"]) == 5
     assert (report["scale"], report["epochs"], report["trees"]) == ("small", 1, 10)

@@ -227,5 +227,5 @@ def test_nightly_recalibration_fits_each_day_on_the_days_before_it_only() -> Non
         nightly.predict(rows)
     with pytest.raises(ValueError, match="first_days=0 is invalid"):
         models.CalibratedNightly(_Shifted(), first_days=0)
-    with pytest.raises(ValueError, match="labels='2 days of rows' is invalid"):
+    with pytest.raises(ValueError, match="labels=.2 days of rows. is invalid: labels accepts more than 2 days"):
         models.CalibratedNightly(_Shifted()).fit(rows[rows["timestamp"] < pd.Timestamp("2026-01-03")])

@@ -85,32 +85,35 @@ class Calibrated(Ranker):
 
 @dataclass(frozen=True)
 class NightlyScaling:
-    """A ``PlattScaling`` per day, each fitted on the labelled rows of the days before it: what a team that
-    refits its calibration every night on all labels since the model shipped would have used that day."""
+    """A ``PlattScaling`` per day, each fitted on the labelled rows of the days before it: what a
+    team that refits its calibration every night on all labels since the model shipped used."""
 
     scalings: dict[pd.Timestamp, PlattScaling]
 
     @classmethod
-    def fit(cls, predicted: pd.DataFrame, labels: pd.DataFrame, first_days: int = 2) -> NightlyScaling:
-        """One scaling per day of ``labels`` (0/1 reactions and ``timestamp``, rows as ``predicted``'s) after
-        its first ``first_days`` days, and one for the day after its last, each on the days before it."""
-        require("first_days", first_days, first_days >= 1, "an integer >= 1 (days of labels before the first refit)")
+    def fit(cls, predicted: pd.DataFrame, labels: pd.DataFrame, first_days: int = 2
+            ) -> NightlyScaling:
+        """One scaling per day of ``labels`` (0/1 reactions and ``timestamp``; rows as in
+        ``predicted``) after its first ``first_days`` days, and one for the day after its last, each
+        fitted on the rows of the days before it: no day is calibrated on its own labels."""
+        require("first_days", first_days, first_days >= 1, "an integer >= 1 (days before a refit)")
         require_columns("labels", labels, ["timestamp", *REACTIONS])
         days = labels["timestamp"].dt.floor("D")
         first, last = days.min(), days.max()
         span = f"{(last - first).days + 1} days of rows"
-        require("labels", span, (last - first).days >= first_days, f"more than first_days={first_days} days")
-        refits = pd.date_range(first + pd.Timedelta(days=first_days), last + pd.Timedelta(days=1), freq="D")
-        before = {day: (days < day).to_numpy() for day in refits}
-        return cls({day: PlattScaling.fit(predicted[rows], labels[rows]) for day, rows in before.items()})
+        require("labels", span, (last - first).days >= first_days, f"more than {first_days} days")
+        nights = pd.date_range(first + pd.Timedelta(days=first_days), last + pd.Timedelta(days=1))
+        before = {night: (days < night).to_numpy() for night in nights}
+        return cls({night: PlattScaling.fit(predicted[rows], labels[rows])
+                    for night, rows in before.items()})
 
     def apply(self, predicted: pd.DataFrame, timestamps: pd.Series) -> pd.DataFrame:
-        """Each row's probabilities through its day's scaling (days after the last fitted one use the last)."""
-        refits = pd.DatetimeIndex(list(self.scalings))
-        days = pd.Series(timestamps).dt.floor("D").clip(upper=refits.max()).to_numpy()
-        earliest = days.min() if len(days) else refits.min()
-        require("timestamps", f"rows from {pd.Timestamp(earliest).date()}", earliest >= refits.min(),
-                f"rows from {refits.min().date()} on (the first day with a refit)")
+        """Each row's probabilities through its day's scaling (later days use the last one)."""
+        nights = pd.DatetimeIndex(list(self.scalings))
+        days = pd.Series(timestamps).dt.floor("D").clip(upper=nights.max()).to_numpy()
+        earliest = pd.Timestamp(days.min() if len(days) else nights.min())
+        require("timestamps", f"rows from {earliest.date()}", earliest >= nights.min(),
+                f"rows from {nights.min().date()} on (the first day with a refit)")
         out = predicted.copy()
         for day in np.unique(days):
             rows = days == day
@@ -119,12 +122,12 @@ class NightlyScaling:
 
 
 class CalibratedNightly(Ranker):
-    """A fitted ranker whose heads are recalibrated every night (``NightlyScaling``): a single fit on the first
-    days goes stale as the model ages and rests on those days' few positives of a rare reaction; a nightly refit
-    on all labels so far follows the model and grows its evidence each day."""
+    """A fitted ranker whose heads are recalibrated every night (``NightlyScaling``): a single fit
+    on the first days goes stale as the model ages and rests on those days' few positives of a rare
+    reaction; a nightly refit on all labels so far follows the model and gains a day of evidence."""
 
     def __init__(self, ranker: Ranker, first_days: int = 2) -> None:
-        require("first_days", first_days, first_days >= 1, "an integer >= 1 (days of labels before the first refit)")
+        require("first_days", first_days, first_days >= 1, "an integer >= 1 (days before a refit)")
         self.ranker = ranker
         self.first_days = first_days
         self.name = f"{ranker.name}, recalibrated nightly"
