@@ -85,9 +85,9 @@ def nightly(network: models.Ranker, test: pd.DataFrame, later: np.ndarray, truth
     recalibrated = models.CalibratedNightly(network, CALIBRATION_DAYS).fit(test).predict(test[later])
     row = {}
     for reaction in REACTIONS:
-        predicted = recalibrated[f"p_{reaction}"].mean()
-        row[f"nightly_calibration_{reaction}"] = float(predicted / test.loc[later, reaction].mean())
-        row[f"nightly_truth_{reaction}"] = float(predicted / truth.loc[later, f"p_{reaction}"].mean())
+        predicted = recalibrated[f"p_{reaction}"]
+        row[f"nightly_calibration_{reaction}"] = metrics.calibration(test.loc[later, reaction], predicted)
+        row[f"nightly_truth_{reaction}"] = float(predicted.mean() / truth.loc[later, f"p_{reaction}"].mean())
     return row
 
 
