@@ -31,23 +31,44 @@ from newsfeed.world import Policy, World
 DIMENSIONS = 1024
 #: Words and word pairs: with words alone, two short honest posts of one topic look like copies.
 NGRAMS = (1, 2)
+#: The index returns candidates down to this far below the threshold, to be checked again in double precision.
+RECHECK_MARGIN = 1e-3
+#: A similarity this close below the threshold reaches it: far below any difference between two texts, far above
+#: the rounding of double precision.
+TIE = 1e-9
 
 
 def _vectors(texts: pd.Series) -> csr_matrix:
     """Each text's hashed words and word pairs, scaled to length one: sparse, so that only a window's posts are
-    ever held dense (a large world's posts would not fit)."""
+    ever held dense (a large world's posts would not fit), and in double precision, for ``_closest``."""
     vectorizer = HashingVectorizer(n_features=DIMENSIONS, ngram_range=NGRAMS, alternate_sign=False, norm="l2",
-                                   dtype=np.float32)
+                                   dtype=np.float64)
     return vectorizer.transform(texts.fillna("").to_numpy()).tocsr()
+
+
+def _closest(vectors: csr_matrix, query: np.ndarray, found: np.ndarray, threshold: float,
+             neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of the candidate pairs (``query``, ``found``), those whose texts are at least ``threshold`` similar, and of
+    those each query's ``neighbours`` closest (ties to the earlier post). The similarity is recomputed in double
+    precision and a pair within ``TIE`` of the threshold counts as reaching it: the index's single-precision
+    similarities differ in their last digits from one processor to another, and copies of one template often sit
+    exactly at a round threshold, so without this a pair could link on one machine and not on another."""
+    similarity = np.asarray(vectors[query].multiply(vectors[found]).sum(axis=1)).ravel()
+    close = similarity >= threshold - TIE
+    query, found, similarity = query[close], found[close], similarity[close]
+    order = np.lexsort((found, -np.round(similarity, 6), query))  # by query, closest first, then earliest
+    query, found = query[order], found[order]
+    rank = np.arange(len(query)) - np.searchsorted(query, query)
+    return query[rank < neighbours], found[rank < neighbours]
 
 
 def near_duplicate_groups(posts: pd.DataFrame, threshold: float = 0.7, window_hours: float = 48.0,
                           neighbours: int = 10) -> np.ndarray:
     """Each post's group: posts whose texts' cosine similarity is at least ``threshold`` are linked
     when one was posted within ``window_hours`` before the other (each new post asks the index for
-    its ``neighbours`` nearest earlier posts), and a group is a set of posts linked directly or
-    through others. A post with no near-duplicate is a group of its own. Groups are numbered by
-    their first post's id."""
+    the earlier posts that close, and links to its ``neighbours`` closest), and a group is a set of
+    posts linked directly or through others. A post with no near-duplicate is a group of its own.
+    Groups are numbered by their first post's id."""
     import faiss
 
     require_columns("posts", posts, ["post_id", "created_at", "text"])
@@ -67,15 +88,14 @@ def near_duplicate_groups(posts: pd.DataFrame, threshold: float = 0.7, window_ho
         if not len(queries):
             continue
         first = np.searchsorted(hours, start - window_hours)
-        window = vectors[first:queries[-1] + 1].toarray()  # the window before, and the day
+        window = vectors[first:queries[-1] + 1].toarray().astype(np.float32)  # before, and the day
         index = faiss.IndexFlatIP(DIMENSIONS)
         index.add(window)
-        similarity, found = index.search(window[queries - first], min(neighbours + 1, index.ntotal))
+        limits, _, found = index.range_search(window[queries - first], threshold - RECHECK_MARGIN)
+        query = np.repeat(queries, np.diff(limits).astype(np.int64))
         found = found + first
-        earlier = (found >= 0) & (found < queries[:, None]) & (similarity >= threshold)
-        earlier &= hours[queries][:, None] - hours[np.maximum(found, 0)] <= window_hours
-        rows, columns = np.nonzero(earlier)
-        links.append((queries[rows], found[rows, columns]))
+        earlier = (found < query) & (hours[query] - hours[found] <= window_hours)
+        links.append(_closest(vectors, query[earlier], found[earlier], threshold, neighbours))
     none = [np.empty(0, np.int64)]
     a, b = (np.concatenate([pair[end] for pair in links] or none) for end in (0, 1))
     graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))

@@ -31,6 +31,24 @@ def test_copies_within_the_window_share_a_group_and_later_ones_do_not() -> None:
         dedup.near_duplicate_groups(posts, threshold=1.5)
 
 
+def test_a_copy_exactly_at_the_threshold_links_whatever_the_rounding() -> None:
+    """One word of ten changed leaves 16 of the 19 words and word pairs shared: a similarity of exactly 16/19,
+    which floating point lands a rounding step to either side of (below it, here; a processor's arithmetic may
+    differ). At a threshold of 16/19 the pair links; a millionth above, it does not."""
+    copy = "free giveaway smartphone laptop cloud robot app update gadget chip"
+    posts = _posts([copy, copy.replace("robot", "today")], [0.0, 1.0])
+    assert dedup.near_duplicate_groups(posts, 16 / 19).tolist() == [0, 0]
+    assert dedup.near_duplicate_groups(posts, 16 / 19 + 1e-6).tolist() == [0, 1]
+
+
+def test_each_post_links_to_its_closest_earlier_posts_only() -> None:
+    first, second = "alpha beta gamma delta epsilon zeta", "one two three four five six"
+    both = "alpha beta gamma delta epsilon zeta one two three four"  # closer to the first (0.76 against 0.49)
+    posts = _posts([first, second, both], [0.0, 1.0, 2.0])
+    assert dedup.near_duplicate_groups(posts, 0.45, neighbours=2).tolist() == [0, 0, 0]
+    assert dedup.near_duplicate_groups(posts, 0.45, neighbours=1).tolist() == [0, 1, 0]
+
+
 def test_the_groups_find_the_worlds_spam_burst(harmful: World) -> None:
     groups = dedup.near_duplicate_groups(harmful.posts)
     found = dedup.detection(groups, harmful)
